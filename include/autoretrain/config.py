@@ -1,0 +1,239 @@
+"""One frozen settings object: thresholds, names and URIs, with their documented defaults.
+
+Precedence, lowest first: the defaults below, the JSON settings file (``autoretrain.json`` at the
+project root, or the file named by ``AUTORETRAIN_CONFIG``), environment variables
+``AUTORETRAIN_<FIELD>`` (e.g. ``AUTORETRAIN_F1_MIN=0.92``), and per-run overrides such as DAG
+Params (:meth:`Settings.with_overrides`). Importing this module reads nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "AUTORETRAIN_"
+CONFIG_ENV = "AUTORETRAIN_CONFIG"
+HOME_ENV = "AUTORETRAIN_HOME"
+#: model families (autoretrain.models.FAMILIES holds their definitions; a test keeps both in step)
+KNOWN_FAMILIES = ("multinomial_nb", "complement_nb", "logreg", "linear_svm", "sgd")
+#: metrics that selection can rank by (see autoretrain.evaluation.compute_metrics)
+RANKABLE_METRICS = ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc", "pr_auc", "ece", "brier", "fpr")
+
+
+class SettingsError(ValueError):
+    """A settings file, environment variable or override has an unknown key or a bad value."""
+
+
+def project_root() -> Path:
+    """The project folder: ``$AUTORETRAIN_HOME`` or the checkout this package lives in."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).resolve()
+    return Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of AutoRetrain; see ``autoretrain.json`` for the user-facing copy."""
+
+    # --- names and locations
+    model_name: str = "sms-spam"
+    data_uri: str = "data/sms_spam_collection/SMSSpamCollection"
+    text_column: str = "text"
+    label_column: str = "label"
+    labels: tuple[str, ...] = ("ham", "spam")
+    positive_label: str = "spam"
+    tracking_uri: str = ""  # empty: $MLFLOW_TRACKING_URI, else a SQLite store under state_dir
+    experiment_name: str = "autoretrain-training"
+    state_dir: str = ".autoretrain"
+
+    # --- training
+    families: tuple[str, ...] = ("complement_nb", "logreg", "linear_svm", "sgd")
+    cv_folds: int = 5
+    test_size: float = 0.2
+    random_seed: int = 42
+    target_metric: str = "f1"  # F1 of the positive class (spam)
+    tie_break_metric: str = "mcc"
+    decision_threshold: float = 0.5
+    promote: bool = True
+
+    # --- quality gates for a model to hold an alias
+    accuracy_min: float = 0.95
+    f1_min: float = 0.90
+    ece_max: float = 0.05
+    min_improvement: float = 0.005
+    significance_level: float = 0.05
+
+    # --- data checks
+    minimum_samples: int = 1000
+    min_minority_share: float = 0.05
+    max_empty_share: float = 0.2
+    max_duplicate_share: float = 0.2
+    freshness_days: int = 30
+
+    # --- monitoring and rollout
+    drift_threshold: float = 0.15
+    accuracy_floor: float = 0.93
+    canary_percent: int = 10
+    retention_days: int = 90
+    max_message_chars: int = 5000
+
+    def __post_init__(self) -> None:
+        for name in ("accuracy_min", "f1_min", "ece_max", "drift_threshold", "accuracy_floor",
+                     "test_size", "decision_threshold", "significance_level", "min_minority_share",
+                     "max_empty_share", "max_duplicate_share"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise SettingsError(f"{name}={value!r} is outside [0, 1]")
+        if self.cv_folds < 2:
+            raise SettingsError(f"cv_folds={self.cv_folds} must be at least 2")
+        if not 0 <= self.canary_percent <= 100:
+            raise SettingsError(f"canary_percent={self.canary_percent} must be between 0 and 100")
+        if self.positive_label not in self.labels:
+            raise SettingsError(f"positive_label={self.positive_label!r} is not one of labels={self.labels}")
+        unknown = sorted(set(self.families) - set(KNOWN_FAMILIES))
+        if unknown:
+            raise SettingsError(f"unknown model families {unknown}; known: {list(KNOWN_FAMILIES)}")
+        for name in ("target_metric", "tie_break_metric"):
+            if getattr(self, name) not in RANKABLE_METRICS:
+                raise SettingsError(f"{name}={getattr(self, name)!r} is not one of {RANKABLE_METRICS}")
+        if len(self.labels) != 2:
+            raise SettingsError(f"labels={self.labels} must name exactly two classes (binary classifier)")
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def negative_label(self) -> str:
+        """The label that is not the positive class (``ham`` by default)."""
+        return next(label for label in self.labels if label != self.positive_label)
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the settings, relative to the project root unless absolute."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else project_root() / path
+
+    @property
+    def state_path(self) -> Path:
+        """Folder for local state (embedded MLflow store, caches); git-ignored."""
+        return self.resolve_path(self.state_dir)
+
+    def resolved_data_uri(self) -> str:
+        """``data_uri`` with a relative local path made absolute against the project root."""
+        if "://" in self.data_uri:
+            return self.data_uri
+        return str(self.resolve_path(self.data_uri))
+
+    def resolved_tracking_uri(self) -> str:
+        """The MLflow tracking URI: settings, then ``$MLFLOW_TRACKING_URI``, then local SQLite."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            return os.environ["MLFLOW_TRACKING_URI"]
+        return f"sqlite:///{self.state_path / 'mlflow.db'}"
+
+    # ------------------------------------------------------------------ overrides
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> Settings:
+        """A copy with the known keys of ``overrides`` applied (unknown keys are ignored).
+
+        Per-run overrides come from DAG Params, which also carry keys that are not settings
+        (``reason``, ``dry_run``...); ``None`` values mean "keep the configured value".
+        """
+        if not overrides:
+            return self
+        names = _field_names()
+        changes = {k: _coerce(k, v) for k, v in overrides.items() if k in names and v is not None}
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON-able values (for logging as MLflow params)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, *,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from defaults, the JSON file and ``AUTORETRAIN_*`` variables."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    file_path = Path(path) if path else _default_file(environ)
+    if file_path is not None:
+        values.update(_read_file(file_path))
+    names = _field_names()
+    for key, raw in environ.items():
+        if key.startswith(ENV_PREFIX) and key not in (CONFIG_ENV, HOME_ENV):
+            name = key[len(ENV_PREFIX):].lower()
+            if name in names:
+                values[name] = _coerce(name, raw, source=key)
+    return Settings(**values)
+
+
+def _default_file(environ: Mapping[str, str]) -> Path | None:
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    candidate = project_root() / "autoretrain.json"
+    return candidate if candidate.is_file() else None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise SettingsError(f"settings file {path} does not exist (check {CONFIG_ENV})") from err
+    except json.JSONDecodeError as err:
+        raise SettingsError(f"settings file {path} is not valid JSON: {err}") from err
+    if not isinstance(raw, dict):
+        raise SettingsError(f"settings file {path} must hold a JSON object, found {type(raw).__name__}")
+    raw = {k: v for k, v in raw.items() if not k.startswith("_")}  # "_comment" keys are notes
+    names = _field_names()
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise SettingsError(f"settings file {path}: unknown keys {unknown}; known keys: {sorted(names)}")
+    return {k: _coerce(k, v, source=str(path)) for k, v in raw.items()}
+
+
+def _field_names() -> set[str]:
+    return {f.name for f in dataclasses.fields(Settings)}
+
+
+def _coerce(name: str, value: Any, *, source: str = "override") -> Any:
+    """Convert ``value`` (a string from the environment, or JSON) to the field's declared type."""
+    hint = typing.get_type_hints(Settings)[name]
+    try:
+        return _convert(hint, value)
+    except (TypeError, ValueError) as err:
+        raise SettingsError(f"{source}: {name}={value!r} is not a valid {hint}: {err}") from err
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip().startswith("[") else value.split(",")
+        if not isinstance(value, list | tuple):
+            raise TypeError("expected a list")
+        return tuple(str(v).strip() for v in value if str(v).strip())
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if value in (None, "") else _convert(inner[0], value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected true/false")
+    if hint is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError("expected an integer")
+        return int(value)
+    if hint is float:
+        return float(value)
+    if hint is str:
+        return str(value)
+    raise TypeError(f"unsupported settings type {hint}")

@@ -1,0 +1,90 @@
+"""MLflow experiment runs: find-or-create by a stable key, and data snapshots as run artifacts.
+
+A retried task looks its run up by the ``autoretrain.run_key`` tag (``<dag_id>/<run_id>[/<part>]``)
+instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from autoretrain.config import Settings
+
+log = logging.getLogger(__name__)
+
+RUN_KEY_TAG = "autoretrain.run_key"
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def client_for(settings: Settings) -> MlflowClient:
+    """An MlflowClient on the configured tracking URI (also set as mlflow's global URI)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in task logs
+    uri = settings.resolved_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created if needed (safe when two tasks race)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def find_run(client: MlflowClient, experiment_id: str, run_key: str) -> str | None:
+    """The id of the run tagged with ``run_key``, or None."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'",
+                              max_results=1, order_by=["attributes.start_time ASC"])
+    return runs[0].info.run_id if runs else None
+
+
+def find_or_create_run(client: MlflowClient, experiment_id: str, *, run_key: str, run_name: str,
+                       tags: Mapping[str, str] | None = None, parent_run_id: str | None = None) -> str:
+    """The run tagged with ``run_key``; created (as a child of ``parent_run_id``) when missing."""
+    existing = find_run(client, experiment_id, run_key)
+    if existing:
+        log.info("reusing MLflow run %s for %s", existing, run_key)
+        return existing
+    all_tags = {RUN_KEY_TAG: run_key, **(tags or {})}
+    if parent_run_id:
+        all_tags[PARENT_TAG] = parent_run_id
+    run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+    log.info("created MLflow run %s (%s) for %s", run.info.run_id, run_name, run_key)
+    return run.info.run_id
+
+
+def log_frame(client: MlflowClient, run_id: str, frame: pd.DataFrame, name: str) -> None:
+    """Store ``frame`` as ``data/<name>.parquet`` in the run (overwrites on retry)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{name}.parquet"
+        frame.to_parquet(path, index=False)
+        client.log_artifact(run_id, str(path), artifact_path="data")
+
+
+def load_frame(client: MlflowClient, run_id: str, name: str) -> pd.DataFrame:
+    """Read ``data/<name>.parquet`` back from the run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, f"data/{name}.parquet", tmp)
+        except MlflowException as err:
+            raise FileNotFoundError(f"MLflow run {run_id} has no data/{name}.parquet; "
+                                    "did its load/validate task succeed?") from err
+        return pd.read_parquet(path)

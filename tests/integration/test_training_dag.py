@@ -1,0 +1,98 @@
+"""The training DAG end to end with dag.test(): real mlflow server (Postgres store), Airflow on Postgres."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from autoretrain import registry, tracking
+from autoretrain.config import load_settings
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+FAST = {"families": ["complement_nb", "linear_svm"], "cv_folds": 3}
+
+
+def _dag(name: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(ROOT / "dags"))
+    assert not bag.import_errors
+    return bag.dags[name]
+
+
+def _states(run) -> dict[str, str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == run.dag_id,
+                                                 TaskInstance.run_id == run.run_id).all()
+        return {ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in tis}
+
+
+@pytest.fixture
+def env(mlflow_server, model_name, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+    monkeypatch.setenv("AUTORETRAIN_MODEL_NAME", model_name)
+    settings = load_settings()
+    return settings, tracking.client_for(settings)
+
+
+def test_first_run_makes_a_verified_champion_second_a_challenger(airflow_db, env):
+    settings, client = env
+    run = _dag("training").test(run_conf=FAST)
+    assert run.state == "success", _states(run)
+    states = _states(run)
+    assert states["alias"] == "success" and states["gate_failed"] == "skipped"
+    assert states["train[0]"] == states["train[1]"] == "success"
+
+    model, ref = registry.load_verified(client, settings.model_name, "champion")
+    assert ref.version == "1" and ref.aliases == ("champion",)
+    tags = ref.tags
+    assert float(tags["holdout_accuracy"]) >= settings.accuracy_min
+    assert float(tags["holdout_f1"]) >= settings.f1_min
+    assert float(tags["holdout_ece"]) <= settings.ece_max
+    assert tags["autoretrain.family"] in FAST["families"]
+    assert tags["airflow.dag_id"] == "training" and tags["airflow.run_id"] == run.run_id
+    proba = model.predict_proba(pd.DataFrame({"text": ["WINNER!! Claim your free prize, call 09061701461",
+                                                       "are we still on for lunch tomorrow?"]}))
+    spam = list(model.classes_).index("spam")
+    assert proba[0, spam] > 0.9 and proba[1, spam] < 0.1
+
+    parent = client.get_run(tags["autoretrain.parent_run_id"])
+    assert parent.data.metrics["rows_train"] + parent.data.metrics["rows_test"] == parent.data.metrics[
+        "rows_deduplicated"]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert artifacts == {"plots/confusion_matrix.png", "plots/roc.png", "plots/pr.png", "plots/reliability.png"}
+    assert {i.dataset.name for i in parent.inputs.dataset_inputs} == {f"{settings.model_name}-train",
+                                                                       f"{settings.model_name}-test"}
+
+    second = _dag("training").test(run_conf=FAST)
+    assert second.state == "success"
+    challenger = registry.alias_version(client, settings.model_name, "challenger")
+    assert challenger is not None and challenger.version == "2"
+    assert registry.alias_version(client, settings.model_name, "champion").version == "1"
+
+
+def test_failed_gates_leave_no_alias(airflow_db, env):
+    settings, client = env
+    run = _dag("training").test(run_conf={**FAST, "f1_min": 0.999})
+    states = _states(run)
+    assert states["gate_failed"] == "success" and states["alias"] == "skipped"
+    ref = registry.get_version(client, settings.model_name, "1")
+    assert ref.tags["autoretrain.gates"] == "failed" and ref.aliases == ()
+    assert registry.alias_version(client, settings.model_name, "champion") is None
+
+
+def test_broken_dataset_never_reaches_training(airflow_db, env, tmp_path):
+    settings, client = env
+    bad = tmp_path / "broken.tsv"
+    bad.write_text("ham\tfine message\nspam no tab here\n", encoding="utf-8")
+    run = _dag("training").test(run_conf={**FAST, "data_uri": str(bad)})
+    states = _states(run)
+    assert run.state == "failed"
+    assert states["load"] == "failed"
+    assert "success" not in {states.get(t) for t in ("train", "register", "alias")}
+    assert client.search_registered_models(f"name = '{settings.model_name}'") == []
