@@ -11,7 +11,7 @@ export AIRFLOW_HOME := $(ROOT)/.airflow
 export AIRFLOW_CONFIG := $(ROOT)/airflow.cfg
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: setup test test-unit test-integration lint demo bench-training clean help
+.PHONY: setup test test-unit lint demo down bench-training clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ lint: setup  ## ruff (with Airflow 3 AIR3 and the no-heavy-imports-in-DAGs TID25
 
 demo: setup  ## train on the bundled SMS data through the real training DAG, on embedded defaults
 	$(PY) tools/demo.py
+
+down:  ## stop what `make demo` left running (the MLflow server)
+	@for f in .autoretrain/demo/*.pid; do [ -f "$$f" ] && kill -- -$$(cat "$$f") 2>/dev/null; rm -f "$$f"; done; true
 
 bench-training: setup  ## full model sweep on the bundled data: table + one JSON line
 	$(PY) benchmarks/bench_training.py

@@ -152,3 +152,35 @@ def airflow_db() -> str:
 def model_name() -> str:
     """A registered-model name unique to the test, so tests never see each other's aliases."""
     return f"sms-spam-test-{uuid.uuid4().hex[:8]}"
+
+
+# ----------------------------------------------------------------------------- S3 (moto server)
+@dataclass
+class S3Server:
+    endpoint: str
+    log: Path
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[S3Server]:
+    """A moto S3 server process on 127.0.0.1 (real S3 HTTP protocol); use unique bucket names.
+
+    Point boto3 at it with ``AWS_ENDPOINT_URL=<endpoint>`` and any ``AWS_ACCESS_KEY_ID``/secret.
+    """
+    port = free_port()
+    log_path = SESSION_TMP / "moto-server.log"
+    cmd = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/moto-api/", timeout=60, proc=proc)
+        yield S3Server(endpoint=f"http://127.0.0.1:{port}", log=log_path)
+    except Exception:
+        sys.stderr.write(log_path.read_text()[-3000:])
+        raise
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -9,7 +9,6 @@ Variables already set in the environment win. Idempotent.
 from __future__ import annotations
 
 import base64
-import os
 import secrets
 import sys
 import sysconfig

@@ -143,4 +143,4 @@ def check_gates(metrics: Mapping[str, float], *, accuracy_min: float, f1_min: fl
             ok = value >= limit if op == ">=" else value <= limit
             reasons.append(f"{name} {value:.4f} {op} {limit:.4f}: {'pass' if ok else 'FAIL'}")
         passed = passed and ok
-    return GateDecision(passed=passed, reasons=reasons)
+    return GateDecision(passed=bool(passed), reasons=reasons)  # numpy scalars give np.bool_: not JSON-able

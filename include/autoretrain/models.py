@@ -149,7 +149,7 @@ def search_family(name: str, train: pd.DataFrame, *, positive_label: str, cv_fol
     for candidate in ParameterGrid(family.grid):
         scores[tuple(sorted(candidate.items()))] = _cv_f1(family.make(seed).set_params(**candidate),
                                                            folds, positive_label)
-    params = dict(max(scores, key=lambda k: (scores[k], k)))
+    params = dict(max(scores, key=scores.get))  # first best in grid order, as GridSearchCV picks
     tuned = family.make(seed).set_params(**params)
     variants = {"sigmoid": _calibrated(tuned)}
     if family.native_proba:

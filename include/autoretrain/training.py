@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -94,7 +95,9 @@ def validate_data(settings: Settings, *, parent_run_id: str) -> dict[str, Any]:
     tracking.log_frame(client, parent_run_id, train, "train")
     tracking.log_frame(client, parent_run_id, test, "test")
     digests = {"train": frame_digest(train), "test": frame_digest(test)}
-    with mlflow.start_run(run_id=parent_run_id):
+    with mlflow.start_run(run_id=parent_run_id), warnings.catch_warnings():
+        # MLflow registers two identical local-file source classes and warns that a path is ambiguous
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
         for context, frame in (("training", train), ("evaluation", test)):
             name = "train" if context == "training" else "test"
             mlflow.log_input(mlflow.data.from_pandas(frame, source=source, targets="label",

@@ -16,9 +16,11 @@ was expected.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
+import json
 import logging
 import re
 import urllib.error
@@ -55,10 +57,14 @@ class Dataset:
 
 
 def frame_digest(frame: pd.DataFrame) -> str:
-    """SHA-256 of the rows (label, text) in order: the same content gives the same digest."""
+    """SHA-256 of the rows (label, text) in order: the same content gives the same digest.
+
+    Each row is encoded as a JSON array, so texts holding tabs or newlines cannot make two
+    different datasets collide.
+    """
     h = hashlib.sha256()
     for label, text in zip(frame["label"], frame["text"], strict=True):
-        h.update(f"{label}\t{text}\n".encode())
+        h.update(json.dumps([str(label), str(text)], ensure_ascii=False).encode() + b"\n")
     return h.hexdigest()
 
 
@@ -68,15 +74,16 @@ def read_dataset(uri: str, *, labels: Sequence[str], text_column: str = "text",
     scheme = urlparse(uri).scheme.lower()
     if len(scheme) == 1:  # a Windows drive letter, not a scheme
         scheme = ""
+    shown = redact_uri(uri)  # error messages end up in task logs and alerts: no passwords
     if scheme in FILE_SCHEMES:
         raw = read_bytes(uri)
         if uri.lower().split("?")[0].endswith(".csv"):
-            frame = parse_csv(raw, source=uri, text_column=text_column, label_column=label_column)
+            frame = parse_csv(raw, source=shown, text_column=text_column, label_column=label_column)
         else:
-            frame = parse_tsv(raw, source=uri)
+            frame = parse_tsv(raw, source=shown)
     else:
         frame = read_sql_table(uri, text_column=text_column, label_column=label_column)
-    _check_labels(frame, labels=labels, source=uri)
+    _check_labels(frame, labels=labels, source=shown)
     frame = frame.drop(columns="line").reset_index(drop=True)
     log.info("read %d rows from %s", len(frame), redact_uri(uri))
     return Dataset(frame=frame, source=uri, digest=frame_digest(frame))
@@ -122,10 +129,10 @@ def _read_http(uri: str, timeout: float = 30.0) -> bytes:
         with urllib.request.urlopen(uri, timeout=timeout) as response:  # noqa: S310 (scheme checked)
             return response.read()
     except urllib.error.HTTPError as err:
-        raise DataSourceError(f"{uri}: HTTP {err.code} {err.reason}") from err
+        raise DataSourceError(f"{redact_uri(uri)}: HTTP {err.code} {err.reason}") from err
     except (urllib.error.URLError, TimeoutError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise DataSourceError(f"{uri}: cannot be fetched: {reason}") from err
+        raise DataSourceError(f"{redact_uri(uri)}: cannot be fetched: {reason}") from err
 
 
 def _read_s3(bucket: str, key: str, uri: str) -> bytes:
@@ -214,13 +221,17 @@ def parse_csv(raw: bytes, *, source: str, text_column: str, label_column: str) -
     if missing:
         raise DataSourceError(f"{source}: CSV header {header} lacks column(s) {missing}")
     labels, texts, numbers, problems = [], [], [], []
-    for row in reader:
-        if None in row:  # more fields than the header
-            problems.append(f"line {reader.line_num}: more fields than the header's {len(header)}")
-            continue
-        labels.append((row[label_column] or "").strip())
-        texts.append(row[text_column] or "")
-        numbers.append(reader.line_num)
+    try:
+        for row in reader:
+            if None in row:  # more fields than the header
+                problems.append(f"line {reader.line_num}: more fields than the header's {len(header)}")
+                continue
+            labels.append((row[label_column] or "").strip())
+            texts.append(row[text_column] or "")
+            numbers.append(reader.line_num)
+    except csv.Error as err:  # e.g. a field over csv.field_size_limit(); the rest cannot be parsed
+        # DictReader.line_num is only updated after a good row; the inner reader's is current
+        raise DataSourceError(f"{source}: line {reader.reader.line_num}: malformed CSV: {err}") from err
     _raise_problems(problems, source=source)
     if not labels:
         raise DataSourceError(f"{source}: no data rows after the CSV header")
@@ -232,8 +243,9 @@ def _decode(raw: bytes, *, source: str) -> str:
         raise DataSourceError(f"{source}: is empty")
     if b"\x00" in raw[:65536]:
         raise DataSourceError(f"{source}: contains NUL bytes; it looks like a binary file, not text")
+    raw = raw.removeprefix(codecs.BOM_UTF8)  # so err.start below indexes ``raw`` itself
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise DataSourceError(f"{source}: line {line}: not valid UTF-8 (byte 0x{raw[err.start]:02x}); "

@@ -1,0 +1,138 @@
+"""``autoretrain`` command line: the same functions the DAGs run, without Airflow.
+
+    autoretrain train [--data URI] [--families a,b] [--cv-folds N] [--no-promote]
+    autoretrain models                     versions and aliases of the registered model
+    autoretrain settings                   the effective settings (file + environment)
+
+Every command reads ``autoretrain.json`` and ``AUTORETRAIN_*`` variables; ``--tracking-uri``
+points at an MLflow server (default: ``$MLFLOW_TRACKING_URI``, else a local SQLite store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from autoretrain.config import Settings, SettingsError, load_settings
+
+log = logging.getLogger("autoretrain")
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides = {"tracking_uri": args.tracking_uri, "model_name": args.model_name, **extra}
+    return load_settings(args.config).with_overrides(overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Run the training lifecycle in this process and print its summary as JSON."""
+    from autoretrain.data.sources import DataSourceError
+    from autoretrain.data.validation import DataValidationError
+    from autoretrain.training import RunKey, run_training
+
+    families = args.families.split(",") if args.families else None
+    settings = _settings(args, data_uri=args.data, families=families, cv_folds=args.cv_folds,
+                         promote=False if args.no_promote else None)
+    key = RunKey(dag_id="cli", run_id=args.run_id or time.strftime("cli__%Y-%m-%dT%H:%M:%S"))
+    try:
+        result = run_training(settings, key)
+    except (DataSourceError, DataValidationError) as err:
+        log.error("%s", err)
+        return 2
+    summary = {k: result[k] for k in ("selected", "alias", "seconds")}
+    summary["version"] = result["registered"]["version"]
+    summary["holdout"] = {k: round(result["holdout"][k], 4)
+                          for k in ("accuracy", "f1", "mcc", "fpr", "ece", "roc_auc", "pr_auc", "brier")}
+    summary["gate"] = result["gate"]
+    summary["tracking_uri"] = settings.resolved_tracking_uri()
+    print(json.dumps(summary if not args.verbose_json else result, indent=2, default=str))
+    return 0 if result["gate"]["passed"] else 1
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """List the registered versions of the model with their aliases and key metrics."""
+    from autoretrain import tracking
+
+    settings = _settings(args)
+    client = tracking.client_for(settings)
+    versions = client.search_model_versions(f"name = '{settings.model_name}'")
+    aliases: dict[str, list[str]] = {}
+    if versions:  # search results carry no aliases; the registered model has them all
+        for alias, version in client.get_registered_model(settings.model_name).aliases.items():
+            aliases.setdefault(str(version), []).append(alias)
+    rows = []
+    for mv in sorted(versions, key=lambda v: int(v.version)):
+        tags = mv.tags or {}
+        rows.append({"version": mv.version, "aliases": sorted(aliases.get(str(mv.version), [])),
+                     "family": tags.get("autoretrain.family"), "gates": tags.get("autoretrain.gates"),
+                     "holdout_f1": tags.get("holdout_f1"), "created": mv.creation_timestamp})
+    print(json.dumps({"model": settings.model_name, "versions": rows}, indent=2))
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    """Print the effective settings."""
+    print(json.dumps(_settings(args).as_dict(), indent=2))
+    return 0
+
+
+def _common_options(default: Any) -> argparse.ArgumentParser:
+    """Options accepted before or after the command (a fresh parser each time: actions are shared)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=default,
+                        help="settings file (default: autoretrain.json or $AUTORETRAIN_CONFIG)")
+    common.add_argument("--tracking-uri", default=default,
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    common.add_argument("--model-name", default=default,
+                        help="registered model name (default: settings model_name)")
+    common.add_argument("-q", "--quiet", action="store_true",
+                        default=False if default is None else default,
+                        help="only warnings and errors on stderr")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autoretrain", description=__doc__.split("\n\n")[0],
+                                     parents=[_common_options(None)])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub_parser = sub.add_parser
+
+    def add(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        # SUPPRESS: an option given before the command is not reset by the command's parser
+        return sub_parser(name, parents=[_common_options(argparse.SUPPRESS)], **kwargs)
+
+    sub.add_parser = add  # type: ignore[method-assign]
+
+    train = sub.add_parser("train", help="train, evaluate, register and alias a model")
+    train.add_argument("--data", help="dataset URI (path, file://, http(s)://, s3://, SQLAlchemy URL#table)")
+    train.add_argument("--families", help="comma-separated model families, e.g. logreg,linear_svm")
+    train.add_argument("--cv-folds", type=int, help="stratified CV folds of the search")
+    train.add_argument("--no-promote", action="store_true", help="register without assigning an alias")
+    train.add_argument("--run-id", help="idempotency key: the same id resumes the same MLflow run")
+    train.add_argument("--verbose-json", action="store_true", help="print every step's result")
+    train.set_defaults(func=cmd_train)
+
+    sub.add_parser("models", help="registered versions and aliases").set_defaults(func=cmd_models)
+    sub.add_parser("settings", help="print the effective settings").set_defaults(func=cmd_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("urllib3", "alembic", "botocore", "mlflow.store", "mlflow.tracking"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except SettingsError as err:
+        log.error("settings: %s", err)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

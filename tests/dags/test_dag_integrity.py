@@ -1,0 +1,128 @@
+"""Every DAG imports cleanly, follows the house rules, and touches nothing heavy or remote at parse."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autoretrain.airflow.callbacks import on_task_failure
+from tests.conftest import ROOT
+
+DAG_FILES = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
+HEAVY = ("mlflow", "sklearn", "pandas", "numpy", "scipy", "evidently", "boto3", "matplotlib")
+
+EXPECTED_GRAPHS = {
+    "training": {
+        "load": {"validate", "train", "select", "evaluate", "register"},
+        "validate": {"families"},
+        "families": {"train"},
+        "train": {"select"},
+        "select": {"evaluate", "register"},
+        "evaluate": {"register", "gate"},
+        "register": {"gate", "alias", "gate_failed"},
+        "gate": {"alias", "gate_failed"},
+        "alias": set(),
+        "gate_failed": set(),
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(str(ROOT / "dags"))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert {p.stem for p in DAG_FILES} <= set(dagbag.dag_ids)
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.stem)
+def test_dag_follows_house_rules(dagbag, path: Path):
+    dag = dagbag.dags[path.stem]  # dag_id == file name
+    assert dag.tags and "autoretrain" in dag.tags
+    assert dag.catchup is False
+    assert dag.doc_md and dag.doc_md.strip()
+    assert dag.start_date is not None
+    for task in dag.tasks:
+        assert task.owner == "autoretrain", task.task_id
+        assert task.retries >= 1, task.task_id
+        callbacks = task.on_failure_callback
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        assert on_task_failure in callbacks, f"{task.task_id} lacks the failure callback"
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_GRAPHS))
+def test_task_graph(dagbag, dag_id: str):
+    dag = dagbag.dags[dag_id]
+    graph = {t.task_id: set(t.downstream_task_ids) for t in dag.tasks}
+    assert graph == EXPECTED_GRAPHS[dag_id]
+
+
+def test_training_params_form(dagbag):
+    params = dagbag.dags["training"].params
+    assert set(params.keys()) == {"families", "cv_folds", "data_uri", "accuracy_min", "f1_min", "ece_max",
+                                  "promote"}
+    assert params.get_param("cv_folds").schema["type"] == "integer"
+    assert params.get_param("families").schema["items"]["enum"] == [
+        "multinomial_nb", "complement_nb", "logreg", "linear_svm", "sgd"]
+
+
+PARSE_PROBE = r"""
+import json, sys
+import airflow.sdk  # the SDK itself is the allowed parse-time cost
+from airflow.sdk import Variable, Connection
+from airflow.sdk.bases.hook import BaseHook
+
+def refuse(*a, **k):
+    raise RuntimeError("connection or Variable accessed at parse time")
+
+Variable.get = staticmethod(refuse)
+Connection.get = classmethod(refuse)
+BaseHook.get_connection = classmethod(refuse)
+import importlib.util
+out = {}
+for path in sys.argv[1:]:
+    before = set(sys.modules)
+    spec = importlib.util.spec_from_file_location("dag_" + path.rsplit("/", 1)[-1][:-3], path)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    out[path] = {"new_heavy": sorted({m.split(".")[0] for m in set(sys.modules) - before} & set(HEAVY))}
+print(json.dumps(out))
+"""
+
+
+def _parse_probe(files: list[Path], tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "AIRFLOW_HOME": str(tmp_path), "AUTORETRAIN_HOME": str(ROOT),
+           "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"),
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://nobody@127.0.0.1:1/unreachable",
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    code = f"HEAVY = {HEAVY!r}\n" + PARSE_PROBE
+    return subprocess.run([sys.executable, "-c", code, *map(str, files)], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_parse_is_light_and_offline(tmp_path):
+    """Parse each DAG in a fresh interpreter with an unreachable metadata DB and no Variables."""
+    result = _parse_probe(DAG_FILES, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for path, info in report.items():
+        assert info["new_heavy"] == [], f"{path} imports {info['new_heavy']} at parse time"
+
+
+def test_parse_probe_catches_offenders(tmp_path):
+    """The probe itself can fail: a heavy import and a Variable read are both caught."""
+    heavy = tmp_path / "heavy.py"
+    heavy.write_text("import pandas\n")
+    report = json.loads(_parse_probe([heavy], tmp_path).stdout.strip().splitlines()[-1])
+    assert report[str(heavy)]["new_heavy"] == ["numpy", "pandas"]
+    remote = tmp_path / "remote.py"
+    remote.write_text("from airflow.sdk import Variable\nVariable.get('x')\n")
+    result = _parse_probe([remote], tmp_path)
+    assert result.returncode != 0 and "accessed at parse time" in result.stderr

@@ -1,0 +1,257 @@
+"""Settings: defaults, the JSON file, AUTORETRAIN_* variables, per-run overrides and validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from autoretrain import config, models
+from autoretrain.config import Settings, SettingsError, load_settings
+
+
+def _write(path: Path, payload: object) -> Path:
+    path.write_text(json.dumps(payload), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def empty_file(tmp_path: Path) -> Path:
+    """A settings file with no keys, so tests do not depend on the project's autoretrain.json."""
+    return _write(tmp_path / "settings.json", {})
+
+
+# ------------------------------------------------------------------------------------ defaults
+def test_defaults() -> None:
+    s = Settings()
+    assert s.model_name == "sms-spam"
+    assert s.labels == ("ham", "spam")
+    assert s.positive_label == "spam"
+    assert s.negative_label == "ham"
+    assert s.families == ("complement_nb", "logreg", "linear_svm", "sgd")
+    assert s.cv_folds == 5
+    assert s.test_size == 0.2
+    assert s.random_seed == 42
+    assert (s.target_metric, s.tie_break_metric) == ("f1", "mcc")
+    assert (s.accuracy_min, s.f1_min, s.ece_max) == (0.95, 0.90, 0.05)
+    assert s.promote is True
+    assert s.tracking_uri == ""
+
+
+def test_load_settings_with_empty_file_and_environment_gives_defaults(empty_file: Path) -> None:
+    assert load_settings(empty_file, environ={}) == Settings()
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().f1_min = 0.5  # type: ignore[misc]
+
+
+def test_as_dict_is_json_able_with_lists_for_tuples() -> None:
+    d = Settings().as_dict()
+    assert d["families"] == ["complement_nb", "logreg", "linear_svm", "sgd"]
+    assert d["labels"] == ["ham", "spam"]
+    assert json.loads(json.dumps(d)) == d
+
+
+def test_known_families_match_model_definitions() -> None:
+    assert set(config.KNOWN_FAMILIES) == set(models.FAMILIES)
+    assert len(config.KNOWN_FAMILIES) == len(set(config.KNOWN_FAMILIES))
+
+
+# ------------------------------------------------------------------------------------ JSON file
+def test_json_file_values_are_loaded_and_comments_ignored(tmp_path: Path) -> None:
+    path = _write(tmp_path / "s.json", {"_comment": "notes", "_another_note": 1, "f1_min": 0.8,
+                                        "families": ["logreg"], "cv_folds": 3, "promote": False})
+    s = load_settings(path, environ={})
+    assert s.f1_min == 0.8
+    assert s.families == ("logreg",)
+    assert s.cv_folds == 3
+    assert s.promote is False
+    assert s.accuracy_min == 0.95  # untouched keys keep their defaults
+
+
+def test_json_file_named_by_autoretrain_config(tmp_path: Path) -> None:
+    path = _write(tmp_path / "elsewhere.json", {"model_name": "from-env-file"})
+    assert load_settings(environ={"AUTORETRAIN_CONFIG": str(path)}).model_name == "from-env-file"
+
+
+def test_json_unknown_key_names_the_key(tmp_path: Path) -> None:
+    path = _write(tmp_path / "s.json", {"f1_minimum": 0.9})
+    with pytest.raises(SettingsError, match=r"unknown keys \['f1_minimum'\]") as info:
+        load_settings(path, environ={})
+    assert str(path) in str(info.value)
+
+
+def test_json_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "nope.json", environ={})
+
+
+def test_json_invalid(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text('{"f1_min": 0.9,', encoding="utf-8")
+    with pytest.raises(SettingsError, match="is not valid JSON"):
+        load_settings(path, environ={})
+
+
+def test_json_must_be_an_object(tmp_path: Path) -> None:
+    path = _write(tmp_path / "s.json", ["f1_min"])
+    with pytest.raises(SettingsError, match="must hold a JSON object, found list"):
+        load_settings(path, environ={})
+
+
+def test_json_wrong_type_names_key_value_and_file(tmp_path: Path) -> None:
+    path = _write(tmp_path / "s.json", {"cv_folds": "many"})
+    with pytest.raises(SettingsError, match=r"cv_folds='many' is not a valid") as info:
+        load_settings(path, environ={})
+    assert str(path) in str(info.value)
+
+
+# ---------------------------------------------------------------------------------- environment
+def test_env_overrides_file(tmp_path: Path) -> None:
+    path = _write(tmp_path / "s.json", {"f1_min": 0.8})
+    s = load_settings(path, environ={"AUTORETRAIN_F1_MIN": "0.92"})
+    assert s.f1_min == 0.92
+
+
+@pytest.mark.parametrize("raw", ["logreg,sgd", " logreg , sgd ,", '["logreg", "sgd"]', 'logreg,,sgd'])
+def test_env_families_comma_and_json_list(raw: str, empty_file: Path) -> None:
+    assert load_settings(empty_file, environ={"AUTORETRAIN_FAMILIES": raw}).families == ("logreg", "sgd")
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("true", True), ("1", True), ("yes", True), ("ON", True), (" True ", True),
+    ("false", False), ("0", False), ("no", False), ("off", False), ("FALSE", False),
+])
+def test_env_bool(raw: str, expected: bool, empty_file: Path) -> None:
+    assert load_settings(empty_file, environ={"AUTORETRAIN_PROMOTE": raw}).promote is expected
+
+
+def test_env_bad_bool_names_variable_and_value(empty_file: Path) -> None:
+    with pytest.raises(SettingsError, match=r"AUTORETRAIN_PROMOTE: promote='maybe'"):
+        load_settings(empty_file, environ={"AUTORETRAIN_PROMOTE": "maybe"})
+
+
+def test_env_int_and_float(empty_file: Path) -> None:
+    s = load_settings(empty_file, environ={"AUTORETRAIN_CV_FOLDS": "3", "AUTORETRAIN_TEST_SIZE": "0.25"})
+    assert s.cv_folds == 3
+    assert s.test_size == 0.25
+
+
+def test_env_bad_number_names_variable(empty_file: Path) -> None:
+    with pytest.raises(SettingsError, match=r"AUTORETRAIN_F1_MIN: f1_min='high'"):
+        load_settings(empty_file, environ={"AUTORETRAIN_F1_MIN": "high"})
+
+
+def test_env_ignores_unrelated_and_unknown_variables(empty_file: Path) -> None:
+    environ = {"AUTORETRAIN_HOME": "/nowhere", "AUTORETRAIN_TEST_PGHOST": "db", "PATH": "/bin",
+               "F1_MIN": "0.1"}
+    assert load_settings(empty_file, environ=environ) == Settings()
+
+
+def test_env_from_process_environment(monkeypatch: pytest.MonkeyPatch, empty_file: Path) -> None:
+    monkeypatch.setenv("AUTORETRAIN_MODEL_NAME", "from-os-environ")
+    assert load_settings(empty_file).model_name == "from-os-environ"
+
+
+# ------------------------------------------------------------------------------------ overrides
+def test_with_overrides_applies_known_keys_and_ignores_the_rest() -> None:
+    base = Settings()
+    s = base.with_overrides({"f1_min": 0.7, "families": ["sgd"], "cv_folds": "4", "reason": "manual",
+                             "dry_run": True, "accuracy_min": None})
+    assert s.f1_min == 0.7
+    assert s.families == ("sgd",)
+    assert s.cv_folds == 4
+    assert s.accuracy_min == base.accuracy_min
+    assert base.f1_min == 0.90  # the original is unchanged
+
+
+@pytest.mark.parametrize("overrides", [None, {}, {"reason": "x"}, {"f1_min": None}])
+def test_with_overrides_without_changes_returns_same_object(overrides: dict | None) -> None:
+    base = Settings()
+    assert base.with_overrides(overrides) is base
+
+
+def test_with_overrides_validates() -> None:
+    with pytest.raises(SettingsError, match=r"f1_min=1\.5 is outside \[0, 1\]"):
+        Settings().with_overrides({"f1_min": 1.5})
+
+
+def test_with_overrides_rejects_non_integer_float_for_int() -> None:
+    with pytest.raises(SettingsError, match=r"override: cv_folds=3\.5 is not a valid"):
+        Settings().with_overrides({"cv_folds": 3.5})
+    assert Settings().with_overrides({"cv_folds": 3.0}).cv_folds == 3
+
+
+# ----------------------------------------------------------------------------------- validation
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"f1_min": 1.5}, r"f1_min=1.5 is outside [0, 1]"),
+    ({"accuracy_min": -0.1}, r"accuracy_min=-0.1 is outside [0, 1]"),
+    ({"test_size": float("nan")}, r"test_size=nan is outside [0, 1]"),
+    ({"cv_folds": 1}, r"cv_folds=1 must be at least 2"),
+    ({"canary_percent": 101}, r"canary_percent=101 must be between 0 and 100"),
+    ({"families": ("logreg", "xgboost")}, r"unknown model families ['xgboost']"),
+    ({"positive_label": "junk"}, r"positive_label='junk' is not one of labels=('ham', 'spam')"),
+    ({"target_metric": "auc"}, r"target_metric='auc' is not one of"),
+    ({"tie_break_metric": "speed"}, r"tie_break_metric='speed' is not one of"),
+    ({"labels": ("a", "b", "c"), "positive_label": "a"}, r"labels=('a', 'b', 'c') must name exactly two"),
+])
+def test_invalid_values_name_the_offending_value(changes: dict, message: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings(**changes)
+    assert message in str(info.value)
+
+
+def test_invalid_value_from_file_and_env(tmp_path: Path) -> None:
+    path = _write(tmp_path / "s.json", {"families": ["logreg", "random_forest"]})
+    with pytest.raises(SettingsError, match=r"unknown model families \['random_forest'\]"):
+        load_settings(path, environ={})
+    with pytest.raises(SettingsError, match=r"cv_folds=1 must be at least 2"):
+        load_settings(_write(tmp_path / "ok.json", {}), environ={"AUTORETRAIN_CV_FOLDS": "1"})
+
+
+def test_negative_label_follows_positive_label() -> None:
+    assert Settings(positive_label="ham").negative_label == "spam"
+
+
+# -------------------------------------------------------------------------------- derived URIs
+def test_resolved_data_uri_relative_to_project_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AUTORETRAIN_HOME", str(tmp_path))
+    assert Settings(data_uri="data/x.tsv").resolved_data_uri() == str(tmp_path.resolve() / "data/x.tsv")
+
+
+def test_resolved_data_uri_keeps_absolute_paths_and_uris(tmp_path: Path) -> None:
+    absolute = str(tmp_path / "x.tsv")
+    assert Settings(data_uri=absolute).resolved_data_uri() == absolute
+    for uri in ("s3://bucket/key.tsv", "https://example.org/x.tsv", "postgresql://h/db#t",
+                "sqlite:///relative.db#t"):
+        assert Settings(data_uri=uri).resolved_data_uri() == uri
+
+
+def test_resolved_tracking_uri_explicit_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
+    assert Settings(tracking_uri="http://explicit:5000").resolved_tracking_uri() == "http://explicit:5000"
+
+
+def test_resolved_tracking_uri_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
+    assert Settings().resolved_tracking_uri() == "http://from-env:5000"
+
+
+def test_resolved_tracking_uri_defaults_to_sqlite_in_state_dir(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("AUTORETRAIN_HOME", str(tmp_path))
+    s = Settings(state_dir="state")
+    assert s.state_path == tmp_path.resolve() / "state"
+    assert s.resolved_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'state' / 'mlflow.db'}"
+
+
+def test_tracking_uri_from_env_var_via_load_settings(empty_file: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://ignored:1")
+    s = load_settings(empty_file, environ={"AUTORETRAIN_TRACKING_URI": "http://127.0.0.1:5999"})
+    assert s.resolved_tracking_uri() == "http://127.0.0.1:5999"
