@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,7 +102,7 @@ def _parse_probe(files: list[Path], tmp_path: Path) -> subprocess.CompletedProce
     env = {"PATH": "/usr/bin:/bin", "AIRFLOW_HOME": str(tmp_path), "AUTORETRAIN_HOME": str(ROOT),
            "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"),
            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://nobody@127.0.0.1:1/unreachable",
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
     code = f"HEAVY = {HEAVY!r}\n" + PARSE_PROBE
     return subprocess.run([sys.executable, "-c", code, *map(str, files)], env=env, capture_output=True,
                           text=True, timeout=120)
