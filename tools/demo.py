@@ -74,8 +74,8 @@ def main() -> int:
                                 stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:  # show progress: task states and our own log lines
             log.write(line)
-            if any(k in line for k in ("Marking task as", "autoretrain.", "state=", "hold-out of", "gate:")):
-                print("   " + line.rstrip()[:160], flush=True)
+            if any(k in line for k in ("[autoretrain", "Following branch", "DagRun Finished", "ERROR", "Traceback")):
+                print("   " + " ".join(line.split()[1:])[:150], flush=True)  # drop the timestamp
         if proc.wait() != 0:
             print(f"training DAG failed; full log: {log_path}")
             return 1

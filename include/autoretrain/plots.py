@@ -71,7 +71,7 @@ def reliability_figure(y: np.ndarray, proba: np.ndarray, *, bins: int = ECE_BINS
     for x, r, c in zip(mean_p, rate, count, strict=True):
         ax.annotate(str(c), (x, r), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
     ax.set(xlabel="mean predicted P(positive)", ylabel="observed positive rate",
-           title="Reliability (hold-out)", xlim=(0, 1), ylim=(0, 1.02))
+           title="Reliability (hold-out, n per bin)", xlim=(0, 1), ylim=(0, 1.12))
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
