@@ -35,6 +35,7 @@ os.environ.update({
     "AIRFLOW_CONFIG": str(ROOT / "airflow.cfg"),
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@{PG_HOST}:5432/{AIRFLOW_DB}",
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AUTORETRAIN_STATE_DIR": str(SESSION_TMP / "state"),  # never write into the checkout's .autoretrain
     "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "GIT_PYTHON_REFRESH": "quiet",

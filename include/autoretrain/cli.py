@@ -1,6 +1,7 @@
 """``autoretrain`` command line: the same functions the DAGs run, without Airflow.
 
     autoretrain train [--data URI] [--families a,b] [--cv-folds N] [--no-promote]
+    autoretrain validate [SOURCE] [--feedback URI] [--json] [--report-dir DIR]
     autoretrain models                     versions and aliases of the registered model
     autoretrain settings                   the effective settings (file + environment)
 
@@ -115,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-id", help="idempotency key: the same id resumes the same MLflow run")
     train.add_argument("--verbose-json", action="store_true", help="print every step's result")
     train.set_defaults(func=cmd_train)
+
+    from autoretrain.data import validation_cli
+
+    validate = sub.add_parser("validate", help="run the dataset checks on SOURCE; exit 1 when a blocking check fails")
+    validation_cli.add_arguments(validate)
+    validate.set_defaults(func=validation_cli.run)
 
     sub.add_parser("models", help="registered versions and aliases").set_defaults(func=cmd_models)
     sub.add_parser("settings", help="print the effective settings").set_defaults(func=cmd_settings)

@@ -21,6 +21,8 @@ from typing import Any
 ENV_PREFIX = "AUTORETRAIN_"
 CONFIG_ENV = "AUTORETRAIN_CONFIG"
 HOME_ENV = "AUTORETRAIN_HOME"
+#: settings that are secrets: never logged, printed or sent to MLflow
+SECRET_FIELDS = ("api_token",)
 #: model families (autoretrain.models.FAMILIES holds their definitions; a test keeps both in step)
 KNOWN_FAMILIES = ("multinomial_nb", "complement_nb", "logreg", "linear_svm", "sgd")
 #: metrics that selection can rank by (see autoretrain.evaluation.compute_metrics)
@@ -83,6 +85,33 @@ class Settings:
     canary_percent: int = 10
     retention_days: int = 90
     max_message_chars: int = 5000
+
+    # --- dataset validation inputs and snapshots (issue 6)
+    feedback_uri: str = ""  # labelled feedback (CSV label,text[,timestamp]); empty: none accumulated yet
+    artifact_store_uri: str = ""  # snapshots and reports; empty: <state_dir>/artifacts; or s3://bucket/prefix
+
+    # --- alerting (issue 6): Slack through the provider's notifiers; no connection = log + alert table
+    database_url: str = ""  # SQLAlchemy URL of AutoRetrain's tables; empty: SQLite under state_dir
+    slack_conn_id: str = ""  # Airflow connection (Slack API token): chat.postMessage, channel per severity
+    slack_webhook_conn_id: str = ""  # Airflow connection (incoming webhook); its channel is fixed by Slack
+    alert_channel_critical: str = "#autoretrain-alerts"  # per severity; "" keeps that severity off Slack
+    alert_channel_warning: str = "#autoretrain"
+    alert_channel_info: str = "#autoretrain"
+    alert_cooldown_minutes: int = 60  # the same alert (dedup key) is not repeated within this time
+
+    # --- serving (issue 3): autoretrain.serving + the prediction log in autoretrain.store (database_url)
+    serving_host: str = "127.0.0.1"
+    serving_port: int = 8000
+    api_token: str = dataclasses.field(default="", repr=False)  # bearer token of /feedback, /admin/*; empty: off
+    routing_mode: str = "full"  # full | shadow | canary | ab; PUT /admin/routing switches it live
+    ab_variants: tuple[str, ...] = ("champion=50", "challenger=50")  # ab mode: registry alias=weight
+    routing_salt: str = "autoretrain"  # part of the sticky user hash; a new salt reshuffles users
+    reload_interval_seconds: float = 10.0  # how often aliases and the routing override are polled
+    log_queue_size: int = 100_000  # predictions waiting for the log writer; beyond: dropped and counted
+    log_batch_size: int = 500  # rows per INSERT of the prediction-log writer
+    log_flush_seconds: float = 0.2  # the writer flushes at least this often
+    max_batch_messages: int = 256  # messages per POST /predict/batch
+    top_features: int = 5  # explaining terms per prediction; 0: none
 
     def __post_init__(self) -> None:
         for name in ("accuracy_min", "f1_min", "ece_max", "drift_threshold", "accuracy_floor",
@@ -150,8 +179,9 @@ class Settings:
         return dataclasses.replace(self, **changes) if changes else self
 
     def as_dict(self) -> dict[str, Any]:
-        """The settings as plain JSON-able values (for logging as MLflow params)."""
+        """The settings as plain JSON-able values (for logging as MLflow params); secrets masked."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out.update({name: "***" for name in SECRET_FIELDS if out.get(name)})
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 

@@ -17,6 +17,7 @@ DAG_FILES = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startsw
 HEAVY = ("mlflow", "sklearn", "pandas", "numpy", "scipy", "evidently", "boto3", "matplotlib")
 
 EXPECTED_GRAPHS = {
+    "dataset_validation": {"validate": {"snapshot"}, "snapshot": set()},
     "training": {
         "load": {"validate", "train", "select", "evaluate", "register"},
         "validate": {"families"},

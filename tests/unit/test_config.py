@@ -255,3 +255,10 @@ def test_tracking_uri_from_env_var_via_load_settings(empty_file: Path,
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://ignored:1")
     s = load_settings(empty_file, environ={"AUTORETRAIN_TRACKING_URI": "http://127.0.0.1:5999"})
     assert s.resolved_tracking_uri() == "http://127.0.0.1:5999"
+
+
+def test_secrets_are_masked_in_as_dict_and_repr():
+    settings = Settings(api_token="s3cret-token")
+    assert settings.as_dict()["api_token"] == "***"
+    assert "s3cret-token" not in repr(settings)
+    assert Settings().as_dict()["api_token"] == ""

@@ -1,21 +1,41 @@
-"""Failure callbacks, wired into every DAG through ``default_args`` (one place to change them)."""
+"""The failure callback of every task (wired through ``default_args``): one place for failure alerts.
+
+A rejected dataset (:class:`~autoretrain.airflow.dataset.DatasetRejected`, raised by the
+validation gate of any DAG) becomes a ``validation_failed`` alert listing the failed checks; any
+other failure a ``task_failure`` alert. Both go through :func:`autoretrain.airflow.alerting.send_alert`
+(Slack provider notifiers, severity routing, cool-down, alert table). A callback never raises.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from autoretrain.alerts import failure_message
-
 log = logging.getLogger("autoretrain.alerts")
 
 
 def on_task_failure(context: dict[str, Any]) -> None:
-    """Report a failed task instance (logged; the Slack issue routes it to Slack as well)."""
-    ti = context.get("ti") or context.get("task_instance")
-    dag = context.get("dag")
-    message = failure_message(
-        dag_id=getattr(dag, "dag_id", "?"), task_id=getattr(ti, "task_id", "?"),
-        run_id=str(context.get("run_id", "?")), try_number=getattr(ti, "try_number", None),
-        error=str(context.get("exception") or ""), log_url=getattr(ti, "log_url", None))
-    log.error("%s", message)
+    """Alert that a task failed for good (after its retries)."""
+    from autoretrain.airflow.alerting import airflow_url, context_ids, send_alert
+    from autoretrain.airflow.dataset import DatasetRejected
+    from autoretrain.alerts import task_failure_alert, validation_failure_alert
+    from autoretrain.config import SettingsError, load_settings
+
+    ids = context_ids(context)
+    error = context.get("exception")
+    if isinstance(error, DatasetRejected):
+        alert = validation_failure_alert(source=error.summary.get("source", "?"),
+                                         failures=error.summary.get("failures", []),
+                                         run_id=str(ids["run_id"]), airflow_url=airflow_url(context))
+    else:
+        ti = context.get("ti") or context.get("task_instance")
+        alert = task_failure_alert(dag_id=ids["dag_id"] or "?", task_id=ids["task_id"] or "?",
+                                   run_id=str(ids["run_id"]), try_number=getattr(ti, "try_number", None),
+                                   error=str(error or ""), airflow_url=airflow_url(context),
+                                   log_url=getattr(ti, "log_url", None))
+    try:
+        settings = load_settings().with_overrides(dict(context.get("params") or {}))
+    except SettingsError as err:  # the alert must still reach someone: embedded defaults, log only
+        log.error("settings unreadable (%s); alert logged only:\n%s", err, alert.text)
+        return
+    send_alert(alert, settings, context=context)

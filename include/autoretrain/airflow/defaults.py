@@ -1,4 +1,8 @@
-"""``default_args`` shared by every AutoRetrain DAG: owner, retries and the failure callback."""
+"""``default_args`` shared by every AutoRetrain DAG: owner, retries and the failure callback.
+
+The callback (:func:`autoretrain.airflow.callbacks.on_task_failure`) is the one place failure
+alerts come from: Slack through the provider's notifiers, the log, and the alert table.
+"""
 
 from __future__ import annotations
 

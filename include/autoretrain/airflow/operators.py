@@ -51,7 +51,12 @@ class LoadDataOperator(BaseOperator):
         try:
             return load_data(settings_for(context), run_key(context))
         except DataSourceError as err:  # a broken source does not get better on retry
-            raise AirflowFailException(str(err)) from err
+            from autoretrain.airflow.dataset import DatasetRejected
+            from autoretrain.data.sources import redact_uri
+            from autoretrain.data.validation import unreadable_report
+
+            source = redact_uri(settings_for(context).resolved_data_uri())
+            raise DatasetRejected.from_report(unreadable_report(source, str(err))) from err
 
 
 class ValidateDataOperator(BaseOperator):
@@ -65,12 +70,15 @@ class ValidateDataOperator(BaseOperator):
         self.loaded = loaded
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.airflow.dataset import DatasetRejected
         from autoretrain.data.validation import DataValidationError
         from autoretrain.training import validate_data
 
-        try:
+        try:  # validate_frame's default checks are the full DATASET_CHECKS list of the weekly DAG
             return validate_data(settings_for(context), parent_run_id=self.loaded["parent_run_id"])
-        except (DataValidationError, ValueError) as err:
+        except DataValidationError as err:  # the failure callback sends the validation_failed alert
+            raise DatasetRejected.from_report(err.report) from err
+        except ValueError as err:
             raise AirflowFailException(str(err)) from err
 
 
@@ -187,7 +195,7 @@ class AssignAliasOperator(BaseOperator):
 
 
 class ReportGateFailureOperator(BaseOperator):
-    """Log (and, with Slack configured, send) why a model version failed its gates."""
+    """Alert (``gate_failed``: log, alert table, Slack when configured) why a version failed its gates."""
 
     template_fields: Sequence[str] = ("registered", "gate")
 
@@ -197,9 +205,14 @@ class ReportGateFailureOperator(BaseOperator):
         self.gate = gate
 
     def execute(self, context: Context) -> str:
-        from autoretrain.alerts import gate_failure_message
+        from autoretrain.airflow.alerting import airflow_url, send_alert
+        from autoretrain.alerts import gate_failure_alert, mlflow_model_url
 
-        message = gate_failure_message(model_name=self.registered["name"], version=self.registered["version"],
-                                       reasons=self.gate["reasons"])
-        self.log.warning("%s", message)
-        return message
+        settings = settings_for(context)
+        alert = gate_failure_alert(
+            model_name=self.registered["name"], version=self.registered["version"],
+            reasons=self.gate["reasons"], run_id=context["run_id"], airflow_url=airflow_url(context),
+            mlflow_url=mlflow_model_url(settings.resolved_tracking_uri(), self.registered["name"],
+                                        self.registered["version"]))
+        send_alert(alert, settings, context=context)  # never raises: Slack trouble is recorded, not fatal
+        return alert.text

@@ -27,3 +27,19 @@ def training_params(settings: Settings) -> dict[str, Param]:
         "promote": Param(settings.promote, type="boolean", title="Assign an alias",
                          description="champion when there is none, else challenger; off: register only."),
     }
+
+
+def validation_params(settings: Settings) -> dict[str, Param]:
+    """The dataset-validation form: which data, and the limits of the size and freshness checks."""
+    return {
+        "data_uri": Param(settings.data_uri, type="string", minLength=1, title="Data source",
+                          description="Path, file://, http(s)://, s3://bucket/key, or a SQLAlchemy URL#table."),
+        "feedback_uri": Param(settings.feedback_uri, type="string", title="Feedback source",
+                              description="CSV label,text[,timestamp] of accumulated feedback; empty: none."),
+        "minimum_samples": Param(settings.minimum_samples, type="integer", minimum=1,
+                                 title="Minimum rows", description="Fewer rows fail the dataset (blocking)."),
+        "max_duplicate_share": Param(settings.max_duplicate_share, type="number", minimum=0, maximum=1,
+                                     title="Maximum duplicate share", description="Blocking above this."),
+        "freshness_days": Param(settings.freshness_days, type="integer", minimum=1, title="Freshness (days)",
+                                description="Newest feedback or new snapshot older than this: a warning."),
+    }

@@ -1,0 +1,187 @@
+"""Deliver alerts: cool-down, severity routing, the Slack provider's notifiers, the alert table.
+
+:func:`send_alert` is the one door every alert goes through (the failure callback of every task,
+:class:`SendAlertOperator` tasks, the training gate). It never raises because of Slack or the
+alert table: an unreachable or misconfigured Slack is recorded as ``failed`` and the pipeline goes
+on. With no Slack connection configured (the embedded default) the alert goes to the log and the
+table (``logged``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from autoretrain.airflow.operators import settings_for
+from autoretrain.alerts import (
+    BUILDERS,
+    Alert,
+    Route,
+    airflow_run_url,
+    build_alert,
+    in_cooldown,
+    mlflow_run_url,
+    route_for,
+)
+from autoretrain.config import Settings
+from autoretrain.data.pii import redact
+
+log = logging.getLogger("autoretrain.alerts")
+
+SLACK_USERNAME = "AutoRetrain"
+SLACK_TIMEOUT_SECONDS = 10
+LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.ERROR}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What happened to one alert: ``sent``, ``logged``, ``failed`` or ``suppressed``."""
+
+    status: str
+    transport: str
+    channel: str | None
+    dedup_key: str
+    error: str | None = None
+    alert_id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def send_alert(alert: Alert, settings: Settings, *, context: Mapping[str, Any] | None = None,
+               now: datetime | None = None) -> Delivery:
+    """Route ``alert`` by severity, hold it back within the cool-down, deliver it, record it."""
+    from autoretrain.alert_store import FAILED, LOGGED, SENT, SUPPRESSED
+
+    now = now or datetime.now(UTC)  # wall clock on purpose: a cool-down is about when people were told
+    ids = context_ids(context)
+    store = _open_store(settings)
+    last = _guard(lambda: store.last_delivered(alert.dedup_key), "read") if store else None
+    route = route_for(alert.severity, settings)
+    if in_cooldown(last, now, timedelta(minutes=max(settings.alert_cooldown_minutes, 0))):
+        log.info("alert %s suppressed: last delivered %s, cool-down %d min", alert.dedup_key,
+                 last, settings.alert_cooldown_minutes)
+        delivery = Delivery(SUPPRESSED, route.transport, route.channel, alert.dedup_key)
+    else:
+        log.log(LOG_LEVELS[alert.severity], "alert [%s] %s", alert.severity, alert.text)
+        delivery = Delivery(LOGGED, route.transport, route.channel, alert.dedup_key)
+        if route.transport != "log":
+            error = _deliver(route, alert, context or {})
+            delivery = Delivery(FAILED if error else SENT, route.transport, route.channel, alert.dedup_key, error)
+    if store is None:
+        return delivery
+    alert_id = _guard(lambda: store.record(
+        created_at=now, kind=alert.kind, severity=alert.severity, dedup_key=alert.dedup_key,
+        status=delivery.status, transport=route.transport, channel=route.channel, title=alert.title,
+        message=alert.text, error=delivery.error, **ids), "write")
+    store.close()
+    return Delivery(**{**delivery.as_dict(), "alert_id": alert_id})
+
+
+def _deliver(route: Route, alert: Alert, context: Mapping[str, Any]) -> str | None:
+    """Post through the provider's notifier; the error text when Slack refused or was unreachable."""
+    try:
+        # notify(), not __call__: the text may hold "{{" from data, which must not be rendered as Jinja
+        _notifier(route, alert).notify(dict(context))
+    except Exception as err:  # noqa: BLE001 - any Slack/connection failure must not fail the pipeline
+        error = redact(f"{type(err).__name__}: {err}")[:1000]
+        log.warning("alert %s could not be sent to Slack (%s %s): %s", alert.dedup_key, route.transport,
+                    route.conn_id, error)
+        return error
+    return None
+
+
+def _notifier(route: Route, alert: Alert) -> Any:
+    if route.transport == "slack_api":
+        from airflow.providers.slack.notifications.slack import SlackNotifier
+
+        return SlackNotifier(slack_conn_id=route.conn_id, channel=route.channel, text=alert.text,
+                             username=SLACK_USERNAME, unfurl_links=False, unfurl_media=False,
+                             timeout=SLACK_TIMEOUT_SECONDS)
+    from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
+    return SlackWebhookNotifier(slack_webhook_conn_id=route.conn_id, text=alert.text, unfurl_links=False,
+                                unfurl_media=False, timeout=SLACK_TIMEOUT_SECONDS)
+
+
+def _open_store(settings: Settings) -> Any:
+    import sqlalchemy as sa
+
+    from autoretrain.alert_store import AlertStore, database_url
+
+    try:
+        return AlertStore(database_url(settings))
+    except (sa.exc.SQLAlchemyError, OSError) as err:
+        log.error("alert table unavailable (%s); alerts are logged only: %s", settings.database_url or
+                  "local SQLite", redact(str(err))[:500])
+        return None
+
+
+def _guard(fn: Any, action: str) -> Any:
+    import sqlalchemy as sa
+
+    try:
+        return fn()
+    except sa.exc.SQLAlchemyError as err:
+        log.error("alert table %s failed: %s", action, redact(str(err))[:500])
+        return None
+
+
+# ------------------------------------------------------------------------------------- context
+def context_ids(context: Mapping[str, Any] | None) -> dict[str, str | None]:
+    """``dag_id``, ``run_id`` and ``task_id`` of a task context (None outside Airflow)."""
+    if not context:
+        return {"dag_id": None, "run_id": None, "task_id": None}
+    ti = context.get("ti") or context.get("task_instance")
+    dag = context.get("dag")
+    return {"dag_id": getattr(dag, "dag_id", None) or getattr(ti, "dag_id", None),
+            "run_id": str(context["run_id"]) if context.get("run_id") else getattr(ti, "run_id", None),
+            "task_id": getattr(ti, "task_id", None)}
+
+
+def airflow_base_url() -> str:
+    """The Airflow UI's address (``[api] base_url``)."""
+    from airflow.sdk.configuration import conf
+
+    return conf.get("api", "base_url", fallback="http://localhost:8080/")
+
+
+def airflow_url(context: Mapping[str, Any]) -> str | None:
+    """The link to this DAG run in the Airflow UI."""
+    ids = context_ids(context)
+    if not ids["dag_id"] or not ids["run_id"]:
+        return None
+    return airflow_run_url(airflow_base_url(), ids["dag_id"], ids["run_id"])
+
+
+# ------------------------------------------------------------------------------------ operator
+class SendAlertOperator(BaseOperator):
+    """Build an alert of ``kind`` (drift, regression, promotion, rejection, rollback...) and send it.
+
+    ``fields`` are the builder's keyword arguments (templated: pass ``other_task.output`` values);
+    ``run_id`` and the Airflow link are filled in, and ``mlflow_run_id`` becomes an MLflow link.
+    The task succeeds whatever Slack does; the XCom is the :class:`Delivery`.
+    """
+
+    template_fields: Sequence[str] = ("fields",)
+    ui_color = "#fdecea"
+
+    def __init__(self, *, kind: str, fields: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if kind not in BUILDERS:
+            raise ValueError(f"unknown alert kind {kind!r}; known: {sorted(BUILDERS)}")
+        self.kind = kind
+        self.fields = dict(fields or {})
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        settings = settings_for(context)
+        fields = {"run_id": context["run_id"], "airflow_url": airflow_url(context), **self.fields}
+        if "mlflow_run_id" in fields:
+            fields["mlflow_url"] = mlflow_run_url(settings.resolved_tracking_uri(), fields.pop("mlflow_run_id"))
+        delivery = send_alert(build_alert(self.kind, **fields), settings, context=context)
+        return delivery.as_dict()

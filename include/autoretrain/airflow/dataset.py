@@ -1,0 +1,140 @@
+"""The dataset gate shared by the DAGs: validate (report + verdict), then snapshot what passed.
+
+:class:`ValidateDatasetOperator` runs :func:`autoretrain.data.dataset_validation.validate_dataset`
+on the configured source and the feedback up to the run's data interval end, writes the report
+(``report.json`` + ``report.md``) to the artifact store, and fails with :class:`DatasetRejected`
+(no retry) when a blocking check fails; the failure callback turns that into a
+``validation_failed`` alert. :class:`SnapshotDatasetOperator` stores the validated rows under their
+digest and emits :data:`VALIDATED_DATASET`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.sdk import Asset, BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
+
+from autoretrain.airflow.operators import settings_for
+
+#: updated by every successful dataset_validation run; extra: digest, rows, snapshot uri
+VALIDATED_DATASET = Asset(name="autoretrain_validated_dataset", uri="x-autoretrain://datasets/validated",
+                          group="dataset")
+
+
+class DatasetRejected(AirflowFailException):
+    """A dataset failed blocking checks (no retry); ``summary`` holds the report for the alert."""
+
+    def __init__(self, summary: Mapping[str, Any]) -> None:
+        self.summary = dict(summary)
+        failed = "; ".join(f"{f['name']}: {f['details']}" for f in self.summary.get("failures", []))
+        super().__init__(f"dataset {self.summary.get('source')} failed validation: {failed}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.summary,)
+
+    @classmethod
+    def from_report(cls, report: Any) -> DatasetRejected:
+        """From a :class:`~autoretrain.data.validation.ValidationReport` (the training gate's)."""
+        from autoretrain.data.pii import redact
+
+        failures = [{"name": c.name, "score": c.score, "threshold": c.threshold,
+                     "details": redact(c.details), "blocking": c.blocking} for c in report.failures]
+        return cls({"source": report.source, "passed": report.passed, "failures": failures})
+
+
+def run_time(context: Mapping[str, Any]) -> datetime:
+    """The run's reference time: data interval end, else logical date, else when the run was due."""
+    for key in ("data_interval_end", "logical_date"):
+        if context.get(key) is not None:
+            return _utc(context[key])
+    return _utc(context["dag_run"].run_after)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _report_prefix(context: Mapping[str, Any]) -> str:
+    safe_run = re.sub(r"[^A-Za-z0-9._-]+", "_", str(context["run_id"]))
+    return f"{context['dag'].dag_id}/{safe_run}"
+
+
+class ValidateDatasetOperator(BaseOperator):
+    """Run every dataset check on source + feedback; write the report; fail on a blocking failure.
+
+    ``feedback_loader`` is ``"package.module:function"`` (``(settings, *, until) -> DataFrame``);
+    the default reads ``Settings.feedback_uri``. The XCom is the report summary.
+    """
+
+    template_fields: Sequence[str] = ("feedback_loader",)
+    ui_color = "#e8f4fd"
+
+    def __init__(self, *, feedback_loader: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.feedback_loader = feedback_loader
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.data.dataset_validation import render_json, render_markdown, validate_dataset
+        from autoretrain.data.feedback import resolve_loader
+        from autoretrain.data.snapshots import SnapshotError, artifact_store, snapshot_times, write_report
+
+        settings = settings_for(context)
+        try:
+            store = artifact_store(settings)
+            times = snapshot_times(store)
+            result = validate_dataset(settings, now=run_time(context), snapshot_times=times,
+                                      feedback_loader=resolve_loader(self.feedback_loader))
+            locations = write_report(store, _report_prefix(context), {"report.json": render_json(result),
+                                                                       "report.md": render_markdown(result)})
+        except ValueError as err:  # a bad loader spec: retrying will not help
+            raise AirflowFailException(str(err)) from err
+        except SnapshotError as err:  # the artifact store is down: worth a retry
+            raise RuntimeError(str(err)) from err
+        summary = {**result.summary(), "report": locations}
+        summary.pop("reports")  # the full report is in the artifact store; keep the XCom small
+        for line in render_markdown(result).splitlines():
+            self.log.info("%s", line)
+        if not result.passed:
+            raise DatasetRejected(summary)
+        return summary
+
+
+class SnapshotDatasetOperator(BaseOperator):
+    """Store the validated rows under their digest (once) and emit :data:`VALIDATED_DATASET`.
+
+    Reads source and feedback again (feedback up to the same data interval end) and refuses to
+    store anything whose digest differs from the validated one.
+    """
+
+    template_fields: Sequence[str] = ("validated", "feedback_loader")
+    ui_color = "#e9f7ef"
+
+    def __init__(self, *, validated: Any, feedback_loader: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("outlets", [VALIDATED_DATASET])
+        super().__init__(**kwargs)
+        self.validated = validated
+        self.feedback_loader = feedback_loader
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.data.dataset_validation import snapshot_validated, validate_dataset
+        from autoretrain.data.feedback import resolve_loader
+        from autoretrain.data.snapshots import SnapshotError, artifact_store
+
+        settings = settings_for(context)
+        try:
+            store = artifact_store(settings)
+            result = validate_dataset(settings, now=run_time(context),
+                                      feedback_loader=resolve_loader(self.feedback_loader))
+            snapshot = snapshot_validated(store, result, expected_digest=self.validated["digest"])
+        except ValueError as err:  # changed or failing data: the next run deals with it
+            raise AirflowFailException(str(err)) from err
+        except SnapshotError as err:
+            raise RuntimeError(str(err)) from err
+        extra = {"digest": snapshot.digest, "rows": snapshot.rows, "uri": snapshot.uri}
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = extra
+        return snapshot.as_dict()

@@ -1,0 +1,102 @@
+"""A Slack-compatible HTTP receiver on loopback (incoming webhooks and ``chat.postMessage``).
+
+It speaks the parts of Slack's protocol the provider's hooks use: ``POST /services/<token>``
+answers ``ok`` (200), ``POST /api/chat.postMessage`` answers ``{"ok": true, ...}`` when the
+``Authorization: Bearer`` token matches. Every request is recorded (path, headers, parsed body),
+and ``fail_with`` makes it answer like a misconfigured workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+
+WEBHOOK_TOKEN = "T0AUTO/B0RETRAIN/xyzzy"
+API_TOKEN = "xoxb-autoretrain-test"
+
+
+@dataclass
+class SlackRequest:
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class SlackReceiver:
+    base: str
+    requests: list[SlackRequest] = field(default_factory=list)
+    fail_with: str | None = None  # e.g. "channel_not_found" (API) / "no_service" (webhook, 404)
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.base}/services/{WEBHOOK_TOKEN}"
+
+    @property
+    def api_base_url(self) -> str:
+        return f"{self.base}/api/"
+
+    def webhook_connection(self) -> str:
+        """``AIRFLOW_CONN_<ID>`` value (JSON) for a Slack incoming-webhook connection."""
+        return json.dumps({"conn_type": "slackwebhook", "password": self.webhook_url})
+
+    def api_connection(self) -> str:
+        """``AIRFLOW_CONN_<ID>`` value (JSON) for a Slack API connection."""
+        return json.dumps({"conn_type": "slack", "password": API_TOKEN,
+                           "extra": {"base_url": self.api_base_url}})
+
+
+def _handler(receiver: SlackReceiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:  # keep pytest output clean
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+            content_type = self.headers.get("Content-Type", "")
+            body = json.loads(raw) if "json" in content_type else dict(parse_qsl(raw))
+            receiver.requests.append(SlackRequest(self.path, dict(self.headers), body))
+            if self.path == f"/services/{WEBHOOK_TOKEN}":
+                status, reply, kind = (404, receiver.fail_with, "text/html") if receiver.fail_with else (
+                    200, "ok", "text/html")
+            elif self.path == "/api/chat.postMessage":
+                if self.headers.get("Authorization") != f"Bearer {API_TOKEN}":
+                    status, reply = 200, json.dumps({"ok": False, "error": "invalid_auth"})
+                elif receiver.fail_with:
+                    status, reply = 200, json.dumps({"ok": False, "error": receiver.fail_with})
+                else:
+                    status, reply = 200, json.dumps({"ok": True, "channel": "C0AUTORETRAIN", "ts": "1700000000.000100",
+                                                     "message": {"text": body.get("text")}})
+                kind = "application/json; charset=utf-8"
+            else:
+                status, reply, kind = 404, "no_service", "text/html"
+            data = reply.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+@pytest.fixture
+def slack_receiver() -> Iterator[SlackReceiver]:
+    """A fresh receiver on 127.0.0.1 (a free port) for one test."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), None)  # type: ignore[arg-type]
+    receiver = SlackReceiver(base=f"http://127.0.0.1:{server.server_address[1]}")
+    server.RequestHandlerClass = _handler(receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
