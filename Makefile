@@ -11,7 +11,7 @@ export AIRFLOW_HOME := $(ROOT)/.airflow
 export AIRFLOW_CONFIG := $(ROOT)/airflow.cfg
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: setup test test-unit lint demo down validate bench-training bench-minimum-samples clean help
+.PHONY: setup test test-unit lint demo down validate serve bench-training bench-serving bench-minimum-samples clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,6 +40,12 @@ demo: setup  ## train on the bundled SMS data through the real training DAG, on 
 
 down:  ## stop what `make demo` left running (the MLflow server)
 	@for f in .autoretrain/demo/*.pid; do [ -f "$$f" ] && kill -- -$$(cat "$$f") 2>/dev/null; rm -f "$$f"; done; true
+
+serve: setup  ## prediction service on models:/<model_name>@champion (AUTORETRAIN_SERVING_HOST/PORT, default 127.0.0.1:8000)
+	$(VENV)/bin/autoretrain serve
+
+bench-serving: setup  ## this service vs `mlflow models serve` on the same model: table + one JSON line
+	$(PY) benchmarks/bench_serving.py
 
 validate: setup  ## dataset checks on the configured source (exit 1 on a blocking failure)
 	$(VENV)/bin/autoretrain validate

@@ -2,6 +2,7 @@
 
     autoretrain train [--data URI] [--families a,b] [--cv-folds N] [--no-promote]
     autoretrain validate [SOURCE] [--feedback URI] [--json] [--report-dir DIR]
+    autoretrain serve [--host H] [--port P]   the prediction service on models:/<name>@champion
     autoretrain models                     versions and aliases of the registered model
     autoretrain settings                   the effective settings (file + environment)
 
@@ -75,6 +76,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the prediction service on the champion until SIGTERM/SIGINT."""
+    from autoretrain.serving import run
+
+    run(_settings(args), host=args.host, port=args.port)
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     """Print the effective settings."""
     print(json.dumps(_settings(args).as_dict(), indent=2))
@@ -122,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="run the dataset checks on SOURCE; exit 1 when a blocking check fails")
     validation_cli.add_arguments(validate)
     validate.set_defaults(func=validation_cli.run)
+
+    serve = sub.add_parser("serve", help="run the prediction service (uvicorn, one worker per process)")
+    serve.add_argument("--host", help="bind address (default: settings serving_host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: settings serving_port, 8000)")
+    serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("models", help="registered versions and aliases").set_defaults(func=cmd_models)
     sub.add_parser("settings", help="print the effective settings").set_defaults(func=cmd_settings)

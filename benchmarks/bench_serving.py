@@ -1,0 +1,270 @@
+"""Serving benchmark: AutoRetrain's prediction service vs ``mlflow models serve`` on the same model.
+
+In a temporary folder: an ``mlflow server`` (SQLite store), one model trained and registered as
+champion through ``autoretrain.training.run_training``; then each server in turn on loopback, one
+process and one worker each: ``mlflow models serve --env-manager local`` and
+``python -m autoretrain.serving`` with prediction logging ON (SQLite). The same small asyncio
+HTTP/1.1 keep-alive client sends single-message requests (messages of the SMS dataset) at
+concurrency 1 and 8. Ours is then stopped with SIGTERM and its prediction log counted.
+
+Prints a table and, last, one JSON line with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+# ------------------------------------------------------------------------------------- client
+@dataclass
+class Level:
+    concurrency: int
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    status = int(head[0].split(" ", 2)[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
+    if "content-length" in headers:
+        return status, await reader.readexactly(int(headers["content-length"]))
+    chunks = []  # chunked transfer encoding
+    while size := int((await reader.readline()).strip(), 16):
+        chunks.append(await reader.readexactly(size))
+        await reader.readline()
+    await reader.readline()
+    return status, b"".join(chunks)
+
+
+async def _drive(port: int, path: str, bodies: list[bytes], concurrency: int) -> Level:
+    """Send every body once over ``concurrency`` keep-alive connections; time each request."""
+    latencies: list[float] = []
+    errors = 0
+    pending = iter(bodies)
+    prefix = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n".encode()
+
+    async def connection() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for body in pending:
+            started = time.perf_counter()
+            writer.write(prefix + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            status, _ = await _read_response(reader)
+            latencies.append((time.perf_counter() - started) * 1000.0)
+            errors += status != 200
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    return Level(concurrency, len(bodies), time.perf_counter() - started, latencies, errors)
+
+
+def drive(port: int, path: str, bodies: list[bytes], concurrency: int) -> Level:
+    try:
+        import uvloop
+
+        return uvloop.run(_drive(port, path, bodies, concurrency))
+    except ImportError:
+        return asyncio.run(_drive(port, path, bodies, concurrency))
+
+
+# ----------------------------------------------------------------------------------- processes
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the process behind {url} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return time.monotonic() - started
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout}s")
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("w") as fh:
+        return subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 60.0) -> int:
+    """SIGTERM the process group (mlflow serve runs uvicorn in a child), wait, SIGKILL if needed."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+def post(port: int, path: str, payload: dict) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+# --------------------------------------------------------------------------------------- steps
+def register_model(tmp: Path, env: dict[str, str], families: str, cv_folds: int) -> tuple[str, dict]:
+    """An mlflow server on SQLite in ``tmp``, and a champion trained by run_training."""
+    port = free_port()
+    server = start([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}",
+                    "--artifacts-destination", str(tmp / "artifacts"), "--host", "127.0.0.1",
+                    "--port", str(port), "--workers", "1"], env, tmp / "mlflow-server.log")
+    uri = f"http://127.0.0.1:{port}"
+    wait_http(f"{uri}/health", server)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    from autoretrain.config import load_settings
+    from autoretrain.training import RunKey, run_training
+
+    settings = load_settings().with_overrides({"families": families.split(","), "cv_folds": cv_folds,
+                                               "model_name": env["AUTORETRAIN_MODEL_NAME"],
+                                               "experiment_name": "bench-serving"})
+    result = run_training(settings, RunKey("bench_serving", uuid.uuid4().hex[:12]))
+    if result["alias"]["alias"] != "champion":
+        raise RuntimeError(f"the benchmark model did not become champion: {result['alias']}")
+    return uri, {"server": server, "family": result["selected"], "version": result["registered"]["version"]}
+
+
+def bench(name: str, port: int, path: str, bodies: list[bytes], warmup: int) -> dict[int, Level]:
+    drive(port, path, bodies[:warmup], 8)
+    levels = {c: drive(port, path, bodies, c) for c in (1, 8)}
+    for level in levels.values():
+        if level.errors:
+            raise RuntimeError(f"{name}: {level.errors} of {level.requests} requests at c={level.concurrency} "
+                               "did not answer 200")
+    return levels
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=3000, help="requests per concurrency level (>= 2000)")
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--families", default="complement_nb", help="families trained for the benchmark model")
+    parser.add_argument("--cv-folds", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, databases)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    tmp = Path(tempfile.mkdtemp(prefix="autoretrain-bench-serving-"))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+           "AUTORETRAIN_HOME": str(ROOT), "AUTORETRAIN_MODEL_NAME": f"bench-serving-{uuid.uuid4().hex[:6]}",
+           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    procs: list[subprocess.Popen] = []
+    try:
+        uri, info = register_model(tmp, env, args.families, args.cv_folds)
+        procs.append(info["server"])
+        env["MLFLOW_TRACKING_URI"] = uri
+        from autoretrain.config import load_settings
+        from autoretrain.data.sources import read_dataset
+
+        settings = load_settings()
+        texts = [t for t in read_dataset(settings.resolved_data_uri(), labels=settings.labels).frame["text"]
+                 if t.strip() and len(t) <= settings.max_message_chars]
+        texts = (texts * (args.requests // len(texts) + 1))[:args.requests]
+        ours_bodies = [json.dumps({"message": t, "user_id": f"user-{i % 1000}"}).encode()
+                       for i, t in enumerate(texts)]
+        mlflow_bodies = [json.dumps({"dataframe_records": [{"text": t}]}).encode() for t in texts]
+        model_uri = f"models:/{env['AUTORETRAIN_MODEL_NAME']}@champion"
+
+        port = free_port()
+        mlflow = start([str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+                        "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], env, tmp / "mlflow-serve.log")
+        procs.append(mlflow)
+        mlflow_start = wait_http(f"http://127.0.0.1:{port}/ping", mlflow)
+        sample = post(port, "/invocations", {"dataframe_records": [{"text": texts[0]}]})
+        theirs = bench("mlflow models serve", port, "/invocations", mlflow_bodies, args.warmup)
+        stop(mlflow)
+
+        port = free_port()
+        db = tmp / "serving.db"
+        ours_env = {**env, "AUTORETRAIN_DATABASE_URL": f"sqlite:///{db}", "AUTORETRAIN_ROUTING_MODE": "full"}
+        ours = start([sys.executable, "-m", "autoretrain.serving", "--host", "127.0.0.1", "--port", str(port)],
+                     ours_env, tmp / "ours.log")
+        procs.append(ours)
+        ours_start = wait_http(f"http://127.0.0.1:{port}/ready", ours)
+        answer = post(port, "/predict", {"message": texts[0]})
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/models/current", timeout=10) as response:
+            fast_path = json.loads(response.read())["variants"]["champion"]["fast_path"]
+        mine = bench("autoretrain.serving", port, "/predict", ours_bodies, args.warmup)
+        exit_code = stop(ours)
+        requests_sent = 1 + args.warmup + 2 * args.requests
+
+        from autoretrain import store
+
+        rows_logged = store.count_predictions(store.make_engine(f"sqlite:///{db}"))
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"model: {model_uri} version {info['version']} ({info['family']}); {os.cpu_count()} cores; "
+          f"{args.requests} requests per level after {args.warmup} warm-up; mlflow answered {sample}, "
+          f"ours answered label={answer['label']} (fast path: {fast_path})")
+    print(f"startup to ready: mlflow {mlflow_start:.1f}s, ours {ours_start:.1f}s; ours exited with {exit_code} "
+          "on SIGTERM" + (f"; kept {tmp}" if args.keep else ""))
+    print(f"{'server':<22}{'c':>3}{'rps':>10}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    for name, levels in (("mlflow models serve", theirs), ("autoretrain.serving", mine)):
+        for c, lv in levels.items():
+            print(f"{name:<22}{c:>3}{lv.rps:>10.0f}{lv.pct(0.5):>9.2f}{lv.pct(0.9):>9.2f}{lv.pct(0.99):>9.2f}"
+                  f"{max(lv.latencies_ms):>9.2f}")
+    figures = {
+        "ours_rps_c1": round(mine[1].rps, 1), "ours_rps_c8": round(mine[8].rps, 1),
+        "mlflow_rps_c1": round(theirs[1].rps, 1), "mlflow_rps_c8": round(theirs[8].rps, 1),
+        "rps_ratio_c8": round(mine[8].rps / theirs[8].rps, 2),
+        "ours_p50_ms_c1": round(mine[1].pct(0.5), 3), "ours_p99_ms_c1": round(mine[1].pct(0.99), 3),
+        "ours_p50_ms_c8": round(mine[8].pct(0.5), 3), "ours_p99_ms_c8": round(mine[8].pct(0.99), 3),
+        "mlflow_p50_ms_c1": round(theirs[1].pct(0.5), 3), "mlflow_p99_ms_c8": round(theirs[8].pct(0.99), 3),
+        "requests_sent": requests_sent, "rows_logged": rows_logged, "fast_path": fast_path,
+        "requests_per_level": args.requests, "cores": os.cpu_count(),
+    }
+    checks = {"rps_ratio_c8 >= 5": figures["rps_ratio_c8"] >= 5,
+              "ours_p99_ms_c8 <= 15": figures["ours_p99_ms_c8"] <= 15,
+              "rows_logged == requests_sent": rows_logged == requests_sent}
+    print("targets: " + ", ".join(f"{k}: {'ok' if v else 'MISSED'}" for k, v in checks.items()))
+    print(json.dumps(figures))
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""``python -m autoretrain.serving [--host H] [--port P] [--config autoretrain.json]``."""
+
+from __future__ import annotations
+
+import argparse
+
+from autoretrain.config import load_settings
+from autoretrain.serving import run
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m autoretrain.serving", description=__doc__)
+    parser.add_argument("--host", help="bind address (default: settings.serving_host)")
+    parser.add_argument("--port", type=int, help="port (default: settings.serving_port)")
+    parser.add_argument("--config", help="settings file (default: $AUTORETRAIN_CONFIG or autoretrain.json)")
+    args = parser.parse_args(argv)
+    run(load_settings(args.config), host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()

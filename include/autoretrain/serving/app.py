@@ -1,0 +1,307 @@
+"""The FastAPI app: predictions, feedback, health, model info, metrics and the routing admin API.
+
+No ``from __future__ import annotations`` here: FastAPI reads the route signatures at runtime, and
+the request bodies are classes built per app (:func:`schemas.request_models`).
+"""
+
+import hmac
+import json
+import logging
+from collections.abc import AsyncGenerator, Generator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
+from time import perf_counter
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import autoretrain
+from autoretrain import registry, store, tracking
+from autoretrain.config import Settings, SettingsError
+from autoretrain.serving import schemas
+from autoretrain.serving.fastlane import PredictFastLane
+from autoretrain.serving.manager import Loader, Lookup, ModelManager
+from autoretrain.serving.routing import RoutingConfig, RoutingError, from_settings
+from autoretrain.serving.service import NotReady, PredictionService
+from autoretrain.serving.telemetry import BodyTooLarge, ServingMetrics, TelemetryMiddleware
+
+log = logging.getLogger(__name__)
+
+_ERRORS = {401: {"model": schemas.ErrorResponse, "description": "missing or wrong bearer token"},
+           503: {"model": schemas.ErrorResponse, "description": "not ready, or no API token configured"}}
+_NOT_READY = {503: {"model": schemas.ErrorResponse, "description": "no model loaded yet (see /ready)"}}
+
+
+def registry_access(settings: Settings) -> tuple[Lookup, Loader]:
+    """Alias lookup and verified loading through the registry facade."""
+    client = tracking.client_for(settings)
+    name = settings.model_name
+    return (lambda alias: registry.alias_version(client, name, alias),
+            lambda ref: registry.load_verified(client, name, ref.version)[0])
+
+
+def routing_source(engine: sa.Engine, settings: Settings) -> RoutingConfig:
+    """The live override from the database, else the routing in the settings."""
+    override = store.load_routing(engine)
+    return RoutingConfig.from_dict(override) if override else from_settings(settings)
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse serving settings that cannot work, naming the setting and its allowed range."""
+    from_settings(settings)  # routing_mode, canary_percent, ab_variants
+    limits = {"reload_interval_seconds": (0.1, 86_400), "log_queue_size": (1, 10_000_000),
+              "log_batch_size": (1, 100_000), "log_flush_seconds": (0.001, 3600), "max_batch_messages": (1, 10_000),
+              "max_message_chars": (1, 1_000_000), "top_features": (0, 100), "serving_port": (0, 65_535)}
+    for name, (low, high) in limits.items():
+        value = getattr(settings, name)
+        if not low <= value <= high:
+            raise SettingsError(f"{name}={value!r} must be between {low} and {high} "
+                                f"(AUTORETRAIN_{name.upper()} or autoretrain.json)")
+
+
+def create_app(settings: Settings, *, lookup: Lookup | None = None, loader: Loader | None = None,
+               engine: sa.Engine | None = None, fast_lane: bool = True) -> FastAPI:
+    """The service for ``settings``; ``lookup``/``loader`` default to the MLflow registry.
+
+    ``fast_lane=False`` serves ``POST /predict`` through FastAPI only (tests compare both lanes).
+    """
+    check_settings(settings)
+    engine = engine or store.make_engine(store.database_url(settings))
+    writer = store.PredictionLogWriter(engine, queue_size=settings.log_queue_size,
+                                       batch_size=settings.log_batch_size,
+                                       flush_seconds=settings.log_flush_seconds)
+    metrics = ServingMetrics(writer.stats)
+    if lookup is None or loader is None:
+        lookup, loader = registry_access(settings)
+    manager = ModelManager(lookup=lookup, loader=loader, routing=lambda: routing_source(engine, settings),
+                           metrics=metrics, positive_label=settings.positive_label,
+                           interval=settings.reload_interval_seconds)
+    service = PredictionService(settings, manager=manager, writer=writer, metrics=metrics)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncGenerator[None, None]:
+        try:
+            await run_in_threadpool(store.create_tables, engine)
+        except sa.exc.SQLAlchemyError as err:
+            raise RuntimeError(f"cannot reach the prediction-log database {store.redacted(str(engine.url))} "
+                               f"(settings.database_url / AUTORETRAIN_DATABASE_URL): {err}") from err
+        writer.start()
+        manager.start()
+        try:
+            yield
+        finally:
+            manager.stop()
+            stats = await run_in_threadpool(writer.stop)
+            engine.dispose()
+            log.info("stopped: %d predictions logged, %d dropped", stats.written, stats.dropped)
+
+    app = FastAPI(title="AutoRetrain prediction service", version=autoretrain.__version__, lifespan=lifespan,
+                  description=f"Classifies messages with `models:/{settings.model_name}@champion` "
+                              "(and the challenger in shadow, canary or A/B mode).")
+    app.state.service, app.state.engine = service, engine
+    _add_error_handlers(app)
+    bodies = schemas.request_models(settings)
+    _add_prediction_routes(app, bodies, service)
+    _add_info_routes(app, service)
+    _add_token_routes(app, settings, service, engine)
+    if fast_lane:
+        app.add_middleware(PredictFastLane, service=service, model=bodies.predict)
+    max_body = settings.max_batch_messages * (settings.max_message_chars * 12 + 300) + 4096
+    app.add_middleware(TelemetryMiddleware, metrics=metrics, max_body_bytes=max_body,
+                       endpoints=[r.path for r in app.routes if hasattr(r, "path")])
+    return app
+
+
+def _json(payload: Any, status: int = 200, background: BackgroundTask | None = None) -> Response:
+    return Response(json.dumps(payload, separators=(",", ":")), status_code=status,
+                    media_type="application/json", background=background)
+
+
+def _add_prediction_routes(app: FastAPI, bodies: schemas.RequestModels, service: PredictionService) -> None:
+    PredictRequest, BatchRequest = bodies.predict, bodies.batch  # noqa: N806 - classes
+
+    @app.post("/predict", response_model=schemas.PredictResponse, responses=_NOT_READY, tags=["predict"])
+    async def predict(body: PredictRequest) -> Response:  # type: ignore[valid-type]
+        """Classify one message. With a `user_id`, the same user always gets the same variant."""
+        try:
+            answer, shadow = service.predict(body.message, body.user_id, started=perf_counter())
+        except NotReady as err:
+            raise HTTPException(503, f"not ready: {err}") from err
+        return _json(answer, background=None if shadow is None else BackgroundTask(service.shadow, shadow))
+
+    @app.post("/predict/batch", response_model=schemas.BatchPredictResponse, responses=_NOT_READY,
+              tags=["predict"])
+    async def predict_batch(body: BatchRequest) -> Response:  # type: ignore[valid-type]
+        """Classify up to `max_batch_messages` messages; each is routed on its own."""
+        def score() -> tuple[list[dict[str, Any]], list[Any]]:
+            state = service.manager.state  # one state for the whole batch
+            results = [service.predict(item.message, item.user_id, state=state) for item in body.items]
+            return [a for a, _ in results], [s for _, s in results if s is not None]
+
+        try:
+            answers, shadows = await run_in_threadpool(score)
+        except NotReady as err:
+            raise HTTPException(503, f"not ready: {err}") from err
+        task = BackgroundTask(service.run_shadows, shadows) if shadows else None
+        return _json({"predictions": answers}, background=task)
+
+
+def _add_info_routes(app: FastAPI, service: PredictionService) -> None:
+    manager = service.manager
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict[str, str]:
+        """Alive (the process answers); see /ready for "can predict"."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["ops"], responses=_NOT_READY)
+    async def ready() -> dict[str, Any]:
+        """200 once the champion is loaded, verified and warmed up."""
+        state = manager.state
+        if state.champion is None:
+            raise HTTPException(503, f"not ready: {service.not_ready_reason(state)}")
+        return {"status": "ready", "versions": {a: m.ref.version for a, m in state.models.items()}}
+
+    @app.get("/models/current", response_model=schemas.ModelsResponse, tags=["ops"])
+    async def models_current() -> dict[str, Any]:
+        """The versions being served per alias, their metrics and since when, and recent load failures."""
+        return _models_payload(service)
+
+    @app.get("/metrics", tags=["ops"], response_class=Response,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+    async def metrics() -> Response:
+        """Prometheus metrics of this process."""
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_token_routes(app: FastAPI, settings: Settings, service: PredictionService, engine: sa.Engine) -> None:
+    bearer = HTTPBearer(auto_error=False, description="The value of AUTORETRAIN_API_TOKEN")
+    FeedbackRequest = schemas.request_models(settings).feedback  # noqa: N806 - a class
+
+    def require_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if not settings.api_token:
+            raise HTTPException(503, "feedback and admin endpoints are off: no API token is configured; set "
+                                     "AUTORETRAIN_API_TOKEN (or api_token in autoretrain.json) and restart")
+        if credentials is None:
+            raise HTTPException(401, "missing bearer token: send 'Authorization: Bearer <AUTORETRAIN_API_TOKEN>'",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(credentials.credentials.encode(), settings.api_token.encode()):
+            raise HTTPException(401, "wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    guarded = {"dependencies": [Depends(require_token)], "responses": _ERRORS}
+
+    @app.post("/feedback", response_model=schemas.FeedbackResponse, tags=["feedback"],
+              **{**guarded, "responses": {**_ERRORS, 404: {"model": schemas.ErrorResponse,
+                                                           "description": "unknown request_id"}}})
+    def feedback(body: FeedbackRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+        """Record the true label of an earlier prediction (by its `request_id`)."""
+        with _database("feedback"):
+            known = store.prediction_exists(engine, body.request_id)
+            if not known and service.writer.flush(timeout=2.0):  # it may still be in the log queue
+                known = store.prediction_exists(engine, body.request_id)
+            if not known:
+                raise HTTPException(404, f"unknown request_id {body.request_id!r}: no prediction with this id "
+                                         "is in the prediction log")
+            at = datetime.now(UTC)
+            store.save_feedback(engine, request_id=body.request_id, label=body.label, source=body.source, at=at)
+        return {"request_id": body.request_id, "label": body.label, "source": body.source,
+                "recorded_at": at.isoformat(timespec="milliseconds")}
+
+    def routing_answer() -> dict[str, Any]:
+        override = store.load_routing(engine)
+        config = RoutingConfig.from_dict(override) if override else from_settings(settings)
+        return {**config.as_dict(), "source": "override" if override else "settings"}
+
+    @app.get("/admin/routing", response_model=schemas.RoutingResponse, tags=["admin"], **guarded)
+    def get_routing() -> dict[str, Any]:
+        """The routing in force for every process (override if set, else the settings)."""
+        with _database("routing"):
+            return routing_answer()
+
+    @app.put("/admin/routing", response_model=schemas.RoutingResponse, tags=["admin"], **guarded)
+    def put_routing(body: schemas.RoutingBody) -> dict[str, Any]:
+        """Switch routing live: here at once, in every other process within `reload_interval_seconds`."""
+        try:
+            config = RoutingConfig.from_dict(body.model_dump(exclude_none=True))
+        except RoutingError as err:
+            raise HTTPException(422, str(err)) from err
+        with _database("routing"):
+            store.save_routing(engine, config.as_dict(), at=datetime.now(UTC))
+            service.manager.refresh()
+            return routing_answer()
+
+    @app.delete("/admin/routing", response_model=schemas.RoutingResponse, tags=["admin"], **guarded)
+    def delete_routing() -> dict[str, Any]:
+        """Drop the override: back to the routing in the settings."""
+        with _database("routing"):
+            store.clear_routing(engine)
+            service.manager.refresh()
+            return routing_answer()
+
+    @app.post("/admin/reload", response_model=schemas.ModelsResponse, tags=["admin"], **guarded)
+    def reload() -> dict[str, Any]:
+        """Poll the registry now instead of waiting for the next interval."""
+        service.manager.refresh()
+        return _models_payload(service)
+
+
+@contextmanager
+def _database(what: str) -> Generator[None, None, None]:
+    """Turn a database error into a 503 that names the operation (the client did nothing wrong)."""
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as err:
+        log.error("database error during %s: %s", what, err)
+        raise HTTPException(503, f"{what}: the database is unavailable, retry later") from err
+
+
+def _models_payload(service: PredictionService) -> dict[str, Any]:
+    state = service.manager.state
+    return {"model_name": service.model_name, "routing": state.routing.as_dict(),
+            "variants": {alias: m.describe() for alias, m in state.models.items()},
+            "last_check": state.checked_at.isoformat() if state.checked_at else None,
+            "recent_failures": list(service.manager.failures)}
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps body-reading errors in a bare 400
+            return JSONResponse({"detail": str(exc.__cause__)}, status_code=413)
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": errors, "message": _summary(exc.errors())}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
+
+
+def _summary(errors: Any) -> str:
+    """One line for people: ``body.message: String should have at most 5000 characters``."""
+    parts = []
+    for e in errors:
+        if e.get("type") == "json_invalid":
+            reason = (e.get("ctx") or {}).get("error", "")
+            parts.append(f"the request body is not valid JSON ({reason})")
+            continue
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        if not where and e.get("type") in ("model_attributes_type", "dict_type", "missing"):
+            parts.append("the request body must be a JSON object, sent with Content-Type: application/json")
+            continue
+        parts.append(f"{where or 'body'}: {e.get('msg', 'invalid').removeprefix('Value error, ')}")
+    return "; ".join(parts)
