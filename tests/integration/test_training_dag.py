@@ -75,6 +75,11 @@ def test_first_run_makes_a_verified_champion_second_a_challenger(airflow_db, env
     assert challenger is not None and challenger.version == "2"
     assert registry.alias_version(client, settings.model_name, "champion").version == "1"
 
+    broken = _dag("training").test(run_conf={**FAST, "data_uri": str(ROOT / "README.md")})
+    assert broken.state == "failed" and _states(broken)["load"] == "failed"
+    assert registry.alias_version(client, settings.model_name, "champion").version == "1"  # untouched
+    assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == 2  # nothing new
+
 
 def test_failed_gates_leave_no_alias(airflow_db, env):
     settings, client = env
