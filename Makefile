@@ -11,7 +11,7 @@ export AIRFLOW_HOME := $(ROOT)/.airflow
 export AIRFLOW_CONFIG := $(ROOT)/airflow.cfg
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: setup test test-unit lint demo down validate serve bench-training bench-serving bench-minimum-samples clean help
+.PHONY: setup test test-unit lint demo down validate serve bench-training bench-serving bench-drift-quality bench-drift-speed bench-minimum-samples clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -46,6 +46,12 @@ serve: setup  ## prediction service on models:/<model_name>@champion (AUTORETRAI
 
 bench-serving: setup  ## this service vs `mlflow models serve` on the same model: table + one JSON line
 	$(PY) benchmarks/bench_serving.py
+
+bench-drift-quality: setup  ## drift detection and false alarms on SMS scenarios: table + one JSON line
+	$(PY) benchmarks/bench_drift_quality.py
+
+bench-drift-speed: setup  ## drift suite vs Evidently DataDriftPreset on a 1M-message window, one core
+	$(PY) benchmarks/bench_drift_speed.py
 
 validate: setup  ## dataset checks on the configured source (exit 1 on a blocking failure)
 	$(VENV)/bin/autoretrain validate
