@@ -2,6 +2,10 @@
 
     autoretrain train [--data URI] [--families a,b] [--cv-folds N] [--no-promote]
     autoretrain validate [SOURCE] [--feedback URI] [--json] [--report-dir DIR]
+    autoretrain drift --current FILE [--reference FILE] [--model URI]
+    autoretrain promote [VERSION] [--reason R] [--force] [--dry-run]
+    autoretrain rollback [--to VERSION] --reason R
+    autoretrain audit [--alias A] [--limit N]   the append-only record of alias moves
     autoretrain serve [--host H] [--port P]   the prediction service on models:/<name>@champion
     autoretrain models                     versions and aliases of the registered model
     autoretrain settings                   the effective settings (file + environment)
@@ -76,6 +80,51 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drift(args: argparse.Namespace) -> int:
+    """Drift of a file of messages against a reference file or the champion; the report as JSON."""
+    from autoretrain import registry, tracking
+    from autoretrain.data.sources import DataSourceError, read_bytes
+    from autoretrain.drift import Sample, run_checks
+    from autoretrain.monitoring import adhoc_drift, load_champion
+
+    settings = _settings(args)
+    try:
+        texts, labels = _messages(read_bytes(args.current).decode("utf-8", errors="replace"), settings.labels)
+        if args.reference is None and args.model is None:
+            report = adhoc_drift(settings, load_champion(settings, tracking.client_for(settings)), texts, labels)
+        else:
+            model = None
+            if args.model:
+                name, _, ref = args.model.removeprefix("models:/").replace("@", "/").partition("/")
+                model, _ = registry.load_verified(tracking.client_for(settings), name, ref or registry.CHAMPION)
+            ref_texts = (_messages(read_bytes(args.reference).decode("utf-8", errors="replace"), settings.labels)[0]
+                         if args.reference else None)
+            if ref_texts is None:
+                raise DataSourceError("--model without --reference: give --reference FILE, or neither to use "
+                                      "the champion's training data")
+            report = run_checks(Sample(texts=ref_texts), Sample(texts=texts), model=model, labels=labels,
+                                drift_threshold=settings.drift_threshold, positive_label=settings.positive_label,
+                                min_window_size=settings.drift_min_window_size).as_dict()
+    except (DataSourceError, registry.RegistryError, registry.ModelIntegrityError) as err:
+        log.error("%s", err)
+        return 2
+    print(json.dumps(report, indent=2, default=str))
+    return 1 if report.get("drifted") else 0
+
+
+def _messages(text: str, labels: Sequence[str]) -> tuple[list[str], list[str | None] | None]:
+    """Messages of a ``label<TAB>text`` or ``text``-per-line file, with the labels where present."""
+    texts, found = [], []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        head, tab, rest = line.partition("\t")
+        labelled = bool(tab) and head.strip() in labels
+        texts.append(rest if labelled else line)
+        found.append(head.strip() if labelled else None)
+    return texts, (found if any(label is not None for label in found) else None)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the prediction service on the champion until SIGTERM/SIGINT."""
     from autoretrain.serving import run
@@ -132,10 +181,20 @@ def build_parser() -> argparse.ArgumentParser:
     validation_cli.add_arguments(validate)
     validate.set_defaults(func=validation_cli.run)
 
+    drift = sub.add_parser("drift", help="drift of a batch of messages vs a reference (exit 1 when drifted)")
+    drift.add_argument("--current", required=True, help="messages: `label<TAB>text` or `text` per line (URI)")
+    drift.add_argument("--reference", help="reference messages (default: the champion's training data)")
+    drift.add_argument("--model", help="models:/<name>@<alias> or models:/<name>/<version> to score with")
+    drift.set_defaults(func=cmd_drift)
+
     serve = sub.add_parser("serve", help="run the prediction service (uvicorn, one worker per process)")
     serve.add_argument("--host", help="bind address (default: settings serving_host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: settings serving_port, 8000)")
     serve.set_defaults(func=cmd_serve)
+
+    from autoretrain import promotion_cli
+
+    promotion_cli.add_commands(sub)
 
     sub.add_parser("models", help="registered versions and aliases").set_defaults(func=cmd_models)
     sub.add_parser("settings", help="print the effective settings").set_defaults(func=cmd_settings)

@@ -25,6 +25,8 @@ HOME_ENV = "AUTORETRAIN_HOME"
 SECRET_FIELDS = ("api_token",)
 #: model families (autoretrain.models.FAMILIES holds their definitions; a test keeps both in step)
 KNOWN_FAMILIES = ("multinomial_nb", "complement_nb", "logreg", "linear_svm", "sgd")
+#: paired tests the champion/challenger comparison can require (see autoretrain.promotion)
+COMPARISON_TESTS = ("mcnemar", "bootstrap", "both")
 #: metrics that selection can rank by (see autoretrain.evaluation.compute_metrics)
 RANKABLE_METRICS = ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc", "pr_auc", "ece", "brier", "fpr")
 
@@ -85,6 +87,9 @@ class Settings:
     canary_percent: int = 10
     retention_days: int = 90
     max_message_chars: int = 5000
+    monitoring_experiment: str = "autoretrain-monitoring"  # MLflow experiment of the drift windows
+    drift_consecutive_windows: int = 2  # hysteresis: breaching windows in a row before a retrain
+    drift_min_window_size: int = 100  # fewer predictions in a window: "insufficient data", not drift
 
     # --- dataset validation inputs and snapshots (issue 6)
     feedback_uri: str = ""  # labelled feedback (CSV label,text[,timestamp]); empty: none accumulated yet
@@ -113,15 +118,34 @@ class Settings:
     max_batch_messages: int = 256  # messages per POST /predict/batch
     top_features: int = 5  # explaining terms per prediction; 0: none
 
+    # --- retrain-compare-promote (issue 5): comparison, canary rollout (autoretrain.promotion, .canary)
+    comparison_test: str = "mcnemar"  # mcnemar | bootstrap | both: the paired test(s) that must be significant
+    bootstrap_samples: int = 2000  # resamples of the paired bootstrap and of the model card's intervals
+    canary_minutes: int = 30  # canary window; 0: promote right after the comparison, without a canary
+    canary_grace_seconds: float = 30.0  # start of the window ignored while every process picks the routing up
+    canary_poke_seconds: int = 60  # how often the canary is checked during its window
+    canary_min_requests: int = 50  # challenger answers needed before the canary can pass
+    canary_max_error_rate: float = 0.01  # requests routed to the challenger that it did not answer well
+    canary_min_agreement: float = 0.90  # share of challenger answers the champion would have given too
+    canary_max_score_shift: float = 0.10  # |spam rate of challenger answers - spam rate of champion answers|
+    canary_max_accuracy_drop: float = 0.02  # where feedback exists: champion accuracy - challenger accuracy
+    canary_min_labelled: int = 20  # labelled challenger answers needed to judge accuracy
+
     def __post_init__(self) -> None:
         for name in ("accuracy_min", "f1_min", "ece_max", "drift_threshold", "accuracy_floor",
                      "test_size", "decision_threshold", "significance_level", "min_minority_share",
-                     "max_empty_share", "max_duplicate_share"):
+                     "max_empty_share", "max_duplicate_share", "canary_max_error_rate",
+                     "canary_min_agreement", "canary_max_score_shift", "canary_max_accuracy_drop"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise SettingsError(f"{name}={value!r} is outside [0, 1]")
         if self.cv_folds < 2:
             raise SettingsError(f"cv_folds={self.cv_folds} must be at least 2")
+        if self.comparison_test not in COMPARISON_TESTS:
+            raise SettingsError(f"comparison_test={self.comparison_test!r} is not one of {COMPARISON_TESTS}")
+        if self.canary_minutes < 0 or self.bootstrap_samples < 100:
+            raise SettingsError(f"canary_minutes={self.canary_minutes} must be >= 0 and "
+                                f"bootstrap_samples={self.bootstrap_samples} at least 100")
         if not 0 <= self.canary_percent <= 100:
             raise SettingsError(f"canary_percent={self.canary_percent} must be between 0 and 100")
         if self.positive_label not in self.labels:

@@ -269,6 +269,46 @@ def get_feedback(engine: Engine, request_id: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+def labelled_predictions(engine: Engine, *, model_name: str, until: datetime,
+                         since: datetime | None = None) -> list[dict[str, Any]]:
+    """Served predictions of ``model_name`` joined with their feedback label (by ``request_id``).
+
+    Only feedback recorded in ``(since, until]`` counts, so a retried task sees the same rows. One
+    row per request (shadow rows share the request id and are left out): ``request_id``, ``text``,
+    ``label`` (the feedback's), ``predicted``, ``probability``, ``model_version``, ``variant``,
+    ``created_at`` (of the prediction) and ``labelled_at``, oldest label first.
+    """
+    query = (sa.select(predictions.c.request_id, predictions.c.text, feedback.c.label,
+                       predictions.c.label.label("predicted"), predictions.c.probability,
+                       predictions.c.model_version, predictions.c.variant, predictions.c.created_at,
+                       feedback.c.created_at.label("labelled_at"))
+             .join(feedback, feedback.c.request_id == predictions.c.request_id)
+             .where(predictions.c.role == "served", predictions.c.model_name == model_name,
+                    feedback.c.created_at <= until)
+             .order_by(feedback.c.created_at, predictions.c.request_id))
+    if since is not None:
+        query = query.where(feedback.c.created_at > since)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def served_between(engine: Engine, *, model_name: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Served predictions of ``model_name`` made in ``[since, until)``, with the feedback label if any.
+
+    Columns: ``request_id``, ``user_id``, ``variant``, ``model_version``, ``probability``, ``label``
+    (predicted), ``text``, ``created_at`` and ``feedback_label`` (None without feedback).
+    """
+    query = (sa.select(predictions.c.request_id, predictions.c.user_id, predictions.c.variant,
+                       predictions.c.model_version, predictions.c.probability, predictions.c.label,
+                       predictions.c.text, predictions.c.created_at, feedback.c.label.label("feedback_label"))
+             .outerjoin(feedback, feedback.c.request_id == predictions.c.request_id)
+             .where(predictions.c.role == "served", predictions.c.model_name == model_name,
+                    predictions.c.created_at >= since, predictions.c.created_at < until)
+             .order_by(predictions.c.created_at, predictions.c.id))
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
 # ------------------------------------------------------------------------------ routing override
 def load_routing(engine: Engine) -> dict[str, Any] | None:
     """The live routing override set through the admin API, or None (the settings apply)."""

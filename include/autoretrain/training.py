@@ -5,6 +5,12 @@ Each step takes the settings and JSON-able inputs and returns a JSON-able dict, 
 functions run as Airflow tasks (passing results through XCom) and from ``autoretrain train``.
 Intermediate data lives in the parent MLflow run (``data/*.parquet``), so any worker can pick a
 step up, and every step is keyed by the run so that a retry finds its work instead of redoing it.
+
+The ``retrain_compare_promote`` DAG runs the same steps with ``load_data(..., feedback_until=...)``:
+the labelled traffic of the prediction log joins the base dataset (see
+:mod:`autoretrain.data.challenger`), and ``validate_data`` splits it by text hash into training and
+the hold-out. Every registered version gets a model card (:mod:`autoretrain.model_card`); aliases
+move only through :func:`autoretrain.registry.move_alias` (audited).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from importlib import metadata
 from typing import Any
 
@@ -24,11 +31,18 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from autoretrain import registry, tracking
+from autoretrain import audit, registry, store, tracking
 from autoretrain.config import Settings
+from autoretrain.data.challenger import assemble
 from autoretrain.data.prepare import deduplicate, split
 from autoretrain.data.sources import frame_digest, read_dataset, redact_uri
-from autoretrain.data.validation import check_split_leakage, validate_frame
+from autoretrain.data.validation import (
+    check_empty_texts,
+    check_pii,
+    check_schema,
+    check_split_leakage,
+    validate_frame,
+)
 from autoretrain.evaluation import check_gates, compute_metrics, select_best
 from autoretrain.models import get_family, positive_proba, search_family
 from autoretrain.plots import evaluation_figures
@@ -41,6 +55,10 @@ FAMILY_TAG = "autoretrain.family"
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "numpy", "scipy", "pandas", "skops")
 #: MLflow saves sklearn models with skops (no arbitrary pickle); these sklearn-internal types are safe
 SKOPS_TRUSTED_TYPES = ("sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration")
+FEEDBACK_TAG = "autoretrain.feedback_rows"
+HOLDOUT_SCORES = "holdout_scores"
+#: checks on labelled traffic before it joins training; repeats are de-duplicated, not rejected
+FEEDBACK_GATE = (check_schema, check_empty_texts, check_pii)
 
 
 @dataclass(frozen=True)
@@ -60,8 +78,12 @@ def _client(settings: Settings) -> tuple[MlflowClient, str]:
 
 
 # ------------------------------------------------------------------------------------------ steps
-def load_data(settings: Settings, key: RunKey) -> dict[str, Any]:
-    """Read the configured source and snapshot it into the parent run of ``key``."""
+def load_data(settings: Settings, key: RunKey, *, feedback_until: datetime | None = None) -> dict[str, Any]:
+    """Read the configured source and snapshot it into the parent run of ``key``.
+
+    With ``feedback_until``, the labelled traffic of the prediction log (feedback recorded in the
+    ``retention_days`` before it) is snapshotted too, and the run's data digest covers both.
+    """
     client, experiment_id = _client(settings)
     parent = tracking.find_or_create_run(
         client, experiment_id, run_key=str(key), run_name=f"{key.dag_id} {key.run_id}",
@@ -72,9 +94,35 @@ def load_data(settings: Settings, key: RunKey) -> dict[str, Any]:
     tracking.log_frame(client, parent, dataset.frame, "raw")
     for name, value in settings.as_dict().items():
         client.log_param(parent, f"settings.{name}", str(value)[:500])
-    client.set_tag(parent, "autoretrain.data_digest", dataset.digest)
     client.set_tag(parent, "autoretrain.data_source", redact_uri(uri))
-    return {"parent_run_id": parent, "source": redact_uri(uri), "digest": dataset.digest, "rows": len(dataset)}
+    result = {"parent_run_id": parent, "source": redact_uri(uri), "digest": dataset.digest, "rows": len(dataset)}
+    if feedback_until is not None:
+        feedback = labelled_feedback(settings, until=feedback_until)
+        tracking.log_frame(client, parent, feedback, "feedback")
+        both = pd.concat([dataset.frame[["label", "text"]], feedback[["label", "text"]]], ignore_index=True)
+        result.update(base_digest=dataset.digest, digest=frame_digest(both), feedback_rows=len(feedback),
+                      feedback_digest=frame_digest(feedback))
+        for name in ("base_digest", "feedback_digest"):
+            client.set_tag(parent, f"autoretrain.{name}", result[name])
+        client.set_tag(parent, FEEDBACK_TAG, str(len(feedback)))
+    client.set_tag(parent, "autoretrain.data_digest", result["digest"])
+    return result
+
+
+def labelled_feedback(settings: Settings, *, until: datetime) -> pd.DataFrame:
+    """Labelled traffic of ``settings.model_name``: feedback recorded in the ``retention_days`` up to ``until``."""
+    engine = store.make_engine(store.database_url(settings))
+    try:
+        store.create_tables(engine)  # no prediction service has run yet: no feedback, not an error
+        rows = store.labelled_predictions(engine, model_name=settings.model_name, until=until,
+                                          since=until - timedelta(days=settings.retention_days))
+    finally:
+        engine.dispose()
+    columns = ["label", "text", "request_id", "model_version", "labelled_at"]
+    frame = pd.DataFrame([{c: r[c] for c in columns} for r in rows], columns=columns)
+    frame["labelled_at"] = pd.to_datetime(frame["labelled_at"], utc=True)
+    log.info("%d labelled prediction(s) of %s up to %s", len(frame), settings.model_name, until.isoformat())
+    return frame
 
 
 def validate_data(settings: Settings, *, parent_run_id: str) -> dict[str, Any]:
@@ -89,6 +137,9 @@ def validate_data(settings: Settings, *, parent_run_id: str) -> dict[str, Any]:
     report.raise_for_failures()  # a broken dataset never reaches training
     deduped, dedup = deduplicate(raw)
     train, test = split(deduped, test_size=settings.test_size, seed=settings.random_seed)
+    feedback = _with_feedback(settings, client, parent_run_id, train, test)
+    if feedback is not None:
+        train, test = feedback.pop("train"), feedback.pop("test")
     leakage = check_split_leakage(train, test)
     if not leakage.passed:  # cannot happen after de-duplication; guard the invariant anyway
         raise RuntimeError(f"split leakage: {leakage.details}")
@@ -105,8 +156,28 @@ def validate_data(settings: Settings, *, parent_run_id: str) -> dict[str, Any]:
                                                      digest=digests[name][:16]), context=context)
         mlflow.log_metrics({"rows_raw": len(raw), "rows_deduplicated": len(deduped),
                             "rows_train": len(train), "rows_test": len(test)})
-    return {"train_rows": len(train), "test_rows": len(test), "train_digest": digests["train"],
-            "test_digest": digests["test"], "dedup": dedup.as_dict(), "checks": report.as_dict()["checks"]}
+    result = {"train_rows": len(train), "test_rows": len(test), "train_digest": digests["train"],
+              "test_digest": digests["test"], "dedup": dedup.as_dict(), "checks": report.as_dict()["checks"]}
+    return {**result, "feedback": feedback} if feedback is not None else result
+
+
+def _with_feedback(settings: Settings, client: MlflowClient, parent_run_id: str, train: pd.DataFrame,
+                   test: pd.DataFrame) -> dict[str, Any] | None:
+    """The base split plus the run's labelled traffic (None when the run loaded none); checks it first."""
+    if FEEDBACK_TAG not in client.get_run(parent_run_id).data.tags:
+        return None
+    feedback = tracking.load_frame(client, parent_run_id, "feedback")
+    if len(feedback):
+        report = validate_frame(feedback[["label", "text"]], settings, source="prediction feedback",
+                                checks=FEEDBACK_GATE)
+        client.log_dict(parent_run_id, report.as_dict(), "validation/feedback_report.json")
+        report.raise_for_failures()  # a label outside the label set never reaches training
+    train, test, summary = assemble(train, test, feedback, test_size=settings.test_size,
+                                    salt=f"autoretrain-holdout-{settings.random_seed}")
+    client.log_dict(parent_run_id, summary.as_dict(), "validation/feedback.json")
+    client.log_metric(parent_run_id, "rows_feedback_train", summary.rows_train)
+    client.log_metric(parent_run_id, "rows_feedback_test", summary.rows_test)
+    return {"train": train, "test": test, **summary.as_dict()}
 
 
 def train_family(settings: Settings, *, parent_run_id: str, family: str) -> dict[str, Any]:
@@ -170,6 +241,8 @@ def evaluate_model(settings: Settings, *, parent_run_id: str, selected: dict[str
                               threshold=settings.decision_threshold)
     figures = evaluation_figures(test["label"], proba, metrics, labels=settings.labels,
                                  positive_label=settings.positive_label)
+    scores = test[[c for c in ("label", "text", "origin") if c in test.columns]].assign(proba=proba)
+    tracking.log_frame(client, parent_run_id, scores, HOLDOUT_SCORES)  # the comparison and model card read it
     for run_id in (selected["run_id"], parent_run_id):
         with mlflow.start_run(run_id=run_id):
             mlflow.log_metrics({f"holdout_{k}": float(v) for k, v in metrics.items()})
@@ -196,6 +269,9 @@ def register_model(settings: Settings, *, parent_run_id: str, selected: dict[str
             **{f"holdout_{k}": f"{metrics[k]:.6f}" for k in ("accuracy", "f1", "mcc", "ece", "fpr")}}
     ref = registry.register_version(client, name=settings.model_name, model_uri=selected["model_uri"],
                                     run_id=selected["run_id"], tags=tags)
+    from autoretrain import model_card
+
+    model_card.publish(settings, client, registered=ref.as_dict(), parent_run_id=parent_run_id, metrics=metrics)
     return ref.as_dict()
 
 
@@ -211,8 +287,13 @@ def gate_model(settings: Settings, *, registered: dict[str, Any], metrics: dict[
     return decision.as_dict()
 
 
-def assign_alias(settings: Settings, *, registered: dict[str, Any], promote: bool = True) -> dict[str, Any]:
-    """For a version that passed its gates: ``champion`` when there is none, else ``challenger``."""
+def assign_alias(settings: Settings, *, registered: dict[str, Any], promote: bool = True,
+                 run_id: str | None = None, actor: str = "autoretrain.training") -> dict[str, Any]:
+    """For a version that passed its gates: ``champion`` when there is none, else ``challenger``.
+
+    The move is audited (:func:`autoretrain.registry.move_alias`) under ``run_id`` (default: the
+    Airflow run recorded on the version).
+    """
     name, version = registered["name"], registered["version"]
     if not promote:
         return {"alias": None, "version": version, "reason": "promote=false: registered without alias"}
@@ -223,7 +304,12 @@ def assign_alias(settings: Settings, *, registered: dict[str, Any], promote: boo
     else:
         alias = registry.CHALLENGER
         reason = f"champion is version {champion.version}; retrain_compare_promote decides"
-    registry.set_alias(client, name, alias, version)
+    tags = registry.get_version(client, name, version).tags
+    run_id = run_id or f"{tags.get('airflow.dag_id') or 'unknown'}/{tags.get('airflow.run_id') or 'unknown'}"
+    with audit.engine_for(settings) as engine:
+        registry.move_alias(client, engine, name=name, alias=alias, version=version, actor=actor, reason=reason,
+                            run_id=run_id, action="assign", previous="keep",
+                            metrics={k: tags[k] for k in sorted(tags) if k.startswith("holdout_")})
     return {"alias": alias, "version": version, "reason": reason}
 
 

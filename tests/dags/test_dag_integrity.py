@@ -18,6 +18,11 @@ HEAVY = ("mlflow", "sklearn", "pandas", "numpy", "scipy", "evidently", "boto3", 
 
 EXPECTED_GRAPHS = {
     "dataset_validation": {"validate": {"snapshot"}, "snapshot": set()},
+    "monitoring": {
+        "measure": {"decide"}, "decide": {"drift_detected"},
+        "drift_detected": {"drift_alert", "trigger_retrain", "no_action"},
+        "drift_alert": set(), "trigger_retrain": {"record_retrain"}, "record_retrain": set(), "no_action": set(),
+    },
     "training": {
         "load": {"validate", "train", "select", "evaluate", "register"},
         "validate": {"families"},

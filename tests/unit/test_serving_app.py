@@ -355,7 +355,8 @@ def test_openapi_documents_the_endpoints(make_client):
     client, _ = make_client()
     spec = client.get("/openapi.json").json()
     assert {p for p in spec["paths"]} == {"/predict", "/predict/batch", "/feedback", "/health", "/ready",
-                                          "/models/current", "/metrics", "/admin/routing", "/admin/reload"}
+                                          "/models/current", "/metrics", "/admin/routing", "/admin/reload",
+                                          "/drift/calculate"}
     message = spec["components"]["schemas"]["PredictRequest"]["properties"]["message"]
     assert (message["minLength"], message["maxLength"]) == (1, 50)
     assert client.get("/docs").status_code == 200

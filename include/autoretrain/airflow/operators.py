@@ -40,16 +40,26 @@ def resolve_families(context: Context) -> list[str]:
 
 
 class LoadDataOperator(BaseOperator):
-    """Read the configured data source and snapshot it into this run's MLflow parent run."""
+    """Read the configured data source and snapshot it into this run's MLflow parent run.
+
+    ``with_feedback=True`` adds the prediction log's labelled traffic up to the run's data interval
+    end (the challenger's data in ``retrain_compare_promote``).
+    """
 
     ui_color = "#e8f4fd"
 
+    def __init__(self, *, with_feedback: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.with_feedback = with_feedback
+
     def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.airflow.dataset import run_time
         from autoretrain.data.sources import DataSourceError
         from autoretrain.training import load_data
 
         try:
-            return load_data(settings_for(context), run_key(context))
+            return load_data(settings_for(context), run_key(context),
+                             feedback_until=run_time(context) if self.with_feedback else None)
         except DataSourceError as err:  # a broken source does not get better on retry
             from autoretrain.airflow.dataset import DatasetRejected
             from autoretrain.data.sources import redact_uri
@@ -191,7 +201,9 @@ class AssignAliasOperator(BaseOperator):
         from autoretrain.training import assign_alias
 
         settings = settings_for(context)
-        return assign_alias(settings, registered=self.registered, promote=settings.promote)
+        key = run_key(context)
+        return assign_alias(settings, registered=self.registered, promote=settings.promote, run_id=str(key),
+                            actor=f"airflow:{key.dag_id}.{self.task_id}")
 
 
 class ReportGateFailureOperator(BaseOperator):

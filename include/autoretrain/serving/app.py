@@ -7,6 +7,7 @@ the request bodies are classes built per app (:func:`schemas.request_models`).
 import hmac
 import json
 import logging
+import threading
 from collections.abc import AsyncGenerator, Generator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
@@ -113,6 +114,7 @@ def create_app(settings: Settings, *, lookup: Lookup | None = None, loader: Load
     _add_prediction_routes(app, bodies, service)
     _add_info_routes(app, service)
     _add_token_routes(app, settings, service, engine)
+    _add_drift_route(app, settings, bodies, service)
     if fast_lane:
         app.add_middleware(PredictFastLane, service=service, model=bodies.predict)
     max_body = settings.max_batch_messages * (settings.max_message_chars * 12 + 300) + 4096
@@ -252,6 +254,42 @@ def _add_token_routes(app: FastAPI, settings: Settings, service: PredictionServi
         """Poll the registry now instead of waiting for the next interval."""
         service.manager.refresh()
         return _models_payload(service)
+
+
+def _add_drift_route(app: FastAPI, settings: Settings, bodies: schemas.RequestModels,
+                     service: PredictionService) -> None:
+    """``POST /drift/calculate``: the monitoring checks on a posted batch, against the champion's reference."""
+    champions: dict[str, Any] = {}  # champion version -> monitoring.Champion (reference built once)
+    lock = threading.Lock()
+
+    def champion_for(version: str) -> Any:
+        from autoretrain import tracking
+        from autoretrain.monitoring import load_champion
+
+        with lock:
+            if version not in champions:
+                champion = load_champion(settings, tracking.client_for(settings))
+                champions.clear()
+                champions[champion.ref.version] = champion
+            return champions.get(version) or next(iter(champions.values()))
+
+    @app.post("/drift/calculate", tags=["monitoring"], responses=_NOT_READY)
+    def drift_calculate(body: bodies.drift) -> dict[str, Any]:  # type: ignore[name-defined]
+        """Drift of the posted messages against the champion's training reference (same JSON as monitoring)."""
+        from autoretrain.monitoring import adhoc_drift
+
+        if body.labels is not None and len(body.labels) != len(body.messages):
+            raise HTTPException(422, f"labels has {len(body.labels)} entries but messages has "
+                                     f"{len(body.messages)}; give one label (or null) per message")
+        state = service.manager.state
+        if state.champion is None:
+            raise HTTPException(503, f"not ready: {service.not_ready_reason(state)}")
+        try:
+            champion = champion_for(state.champion.ref.version)
+        except Exception as err:  # noqa: BLE001 - the registry or artifact store is down: the caller may retry
+            log.warning("cannot build the drift reference: %s", err)
+            raise HTTPException(503, f"drift reference unavailable: {err}") from err
+        return adhoc_drift(settings, champion, list(body.messages), body.labels)
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from autoretrain.config import Settings
 
+MAX_DRIFT_MESSAGES = 50_000  # per POST /drift/calculate (the monitoring DAG handles bigger windows)
 _USER_ID = Field(default=None, min_length=1, max_length=128,
                  description="Stable id of the end user; the same id always gets the same variant.")
 
@@ -67,6 +68,7 @@ class RequestModels:
     predict: type[MessageBase]
     batch: type[BaseModel]
     feedback: type[FeedbackBase]
+    drift: type[BaseModel]
 
 
 def request_models(settings: Settings) -> RequestModels:
@@ -81,7 +83,14 @@ def request_models(settings: Settings) -> RequestModels:
     label = Literal[tuple(settings.labels)]  # type: ignore[valid-type]
     feedback = create_model("FeedbackRequest", __base__=FeedbackBase,
                             label=(label, Field(description=f"The true label: one of {list(settings.labels)}")))
-    return RequestModels(predict=predict, batch=batch, feedback=feedback)
+    drift = create_model(
+        "DriftRequest", __base__=_Strict,
+        messages=(list[str], Field(min_length=1, max_length=MAX_DRIFT_MESSAGES,
+                                   description=f"The batch to compare with the champion's reference "
+                                               f"(1..{MAX_DRIFT_MESSAGES:,} messages)")),
+        labels=(list[label | None] | None, Field(default=None, description="True labels where known "
+                                                 "(aligned with messages): enables the accuracy/F1/ECE checks")))
+    return RequestModels(predict=predict, batch=batch, feedback=feedback, drift=drift)
 
 
 # ------------------------------------------------------------------------------------ responses

@@ -1,0 +1,68 @@
+"""
+### monitoring
+
+Every 6 hours: measure the last window of production traffic against the champion and decide.
+
+`measure` reads the served predictions of the data interval (and any feedback labels) from the
+prediction log, runs the drift checks (vocabulary, TF-IDF shift, prediction PSI/KS, length and
+character classes, domain classifier, accuracy/F1/ECE on feedback), logs them with an Evidently
+report to the MLflow experiment `autoretrain-monitoring`, upserts the window into
+`drift_windows` and updates the `autoretrain_monitoring` asset. `decide` applies the retrain rule
+(any check over its threshold, or feedback accuracy under `accuracy_floor`, in
+`drift_consecutive_windows` windows in a row). `drift_detected` (a `DriftSensor`) succeeds on
+"retrain": the drift alert is sent and `retrain_compare_promote` is triggered with the reasons;
+otherwise it skips and `no_action` records that nothing was needed. Backfills measure past windows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag
+from airflow.sdk.definitions.xcom_arg import XComArg
+
+from autoretrain.airflow.defaults import TAGS_BASE, default_args
+from autoretrain.airflow.monitoring import (
+    DecideRetrainOperator,
+    DriftAlertOperator,
+    DriftSensor,
+    MeasureDriftOperator,
+    RecordActionOperator,
+)
+
+MONITORING_ASSET = Asset("autoretrain_monitoring")
+
+
+@dag(
+    dag_id=Path(__file__).stem,
+    schedule=CronDataIntervalTimetable("0 */6 * * *", timezone="UTC"),  # run at 06:00 covers 00:00-06:00
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=[*TAGS_BASE, "monitoring", "drift"],
+    default_args=default_args(),
+    params={
+        "window_end": Param(None, type=["null", "string"], format="date-time", title="Window end",
+                            description="Measure the window ending here instead of the data interval (ISO, UTC)."),
+        "window_hours": Param(6, type="number", minimum=0.01, title="Window length (hours)"),
+        "drift_consecutive_windows": Param(None, type=["null", "integer"], minimum=1,
+                                           title="Breaching windows in a row before a retrain"),
+    },
+    doc_md=__doc__,
+)
+def monitoring() -> None:
+    measure = MeasureDriftOperator(task_id="measure", outlets=[MONITORING_ASSET])
+    decide = DecideRetrainOperator(task_id="decide")
+    sensor = DriftSensor(task_id="drift_detected")
+    alert = DriftAlertOperator(task_id="drift_alert")
+    trigger = TriggerDagRunOperator(
+        task_id="trigger_retrain", trigger_dag_id="retrain_compare_promote",
+        conf={"reason": "drift detected by monitoring", "drift_reasons": XComArg(sensor)})
+    measure >> decide >> sensor >> [alert, trigger]
+    trigger >> RecordActionOperator(task_id="record_retrain", action="retrain triggered")
+    sensor >> RecordActionOperator(task_id="no_action", action="no action", trigger_rule="all_skipped")
+
+
+monitoring()

@@ -1,0 +1,103 @@
+"""
+### retrain_compare_promote
+
+Train a challenger on the base dataset plus the labelled traffic of the prediction log, compare it
+with the champion on the same hold-out (base hold-out + recent labelled traffic), and roll it out.
+
+Started by new labelled data (the `autoretrain_labelled_feedback` Asset), by the monitoring DAG's
+drift path (its reasons in the conf), or by hand (Params: reason, families, force, dry run,
+canary minutes).
+
+`trigger` → `load` (base + feedback) → `validate` → `train` (mapped) → `select` → `evaluate` →
+`register` (model card) → `compare` (gates, improvement, McNemar / paired bootstrap) →
+`reject` | `dry_run` | `no_canary` → `promote` | `start_canary` → `canary` (sensor over the window:
+error rate, score shift, agreement with the champion, accuracy where labelled) → `canary_verdict` →
+`promote` (champion moved, old one kept as `previous`, routing full) or `withdraw` (routing full on
+the champion, challenger removed). Every alias move is recorded in the `alias_audit` table;
+promotion, rejection and rollback send an alert. `canary_minutes=0` promotes without a canary.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import TriggerRule, dag, task
+
+from autoretrain.airflow.defaults import TAGS_BASE, default_args
+from autoretrain.airflow.operators import (
+    EvaluateModelOperator,
+    LoadDataOperator,
+    RegisterModelOperator,
+    SelectModelOperator,
+    TrainFamilyOperator,
+    ValidateDataOperator,
+    resolve_families,
+)
+from autoretrain.airflow.promotion import (
+    LABELLED_FEEDBACK,
+    CanaryBranchOperator,
+    CanarySensor,
+    CompareOperator,
+    PromoteOperator,
+    RejectOperator,
+    StartCanaryOperator,
+    WithdrawOperator,
+    retrain_params,
+    trigger_reason,
+)
+from autoretrain.config import load_settings
+
+SETTINGS = load_settings()
+
+
+@dag(
+    dag_id=Path(__file__).stem,
+    schedule=LABELLED_FEEDBACK,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=[*TAGS_BASE, "training", "promotion"],
+    default_args=default_args(),
+    params=retrain_params(SETTINGS),
+    doc_md=__doc__,
+)
+def retrain_compare_promote() -> None:
+    @task
+    def trigger(**context) -> dict:
+        """Why this run started (Asset event, drift, or a person): recorded with the alias moves."""
+        return trigger_reason(context)
+
+    @task
+    def families(**context) -> list[str]:
+        """The families to train in this run (Param ``families``)."""
+        return resolve_families(context)
+
+    @task
+    def dry_run(**context) -> dict:
+        """Dry run: the decision is in the logs, the model card and comparison.json; nothing moved."""
+        return context["ti"].xcom_pull(task_ids="compare", key="decision")
+
+    load = LoadDataOperator(task_id="load", with_feedback=True)
+    trigger() >> load
+    validate = ValidateDataOperator(task_id="validate", loaded=load.output)
+    plan = families()
+    validate >> plan
+    train = TrainFamilyOperator.partial(task_id="train", loaded=load.output).expand(family=plan)
+    select = SelectModelOperator(task_id="select", loaded=load.output, results=train.output)
+    evaluate = EvaluateModelOperator(task_id="evaluate", loaded=load.output, selected=select.output)
+    register = RegisterModelOperator(task_id="register", loaded=load.output, selected=select.output,
+                                     metrics=evaluate.output)
+    compare = CompareOperator(task_id="compare", loaded=load.output, registered=register.output)
+    start = StartCanaryOperator(task_id="start_canary")
+    canary = CanarySensor(task_id="canary", poke_interval=SETTINGS.canary_poke_seconds)
+    verdict = CanaryBranchOperator(task_id="canary_verdict")
+    no_canary = EmptyOperator(task_id="no_canary")
+    promote = PromoteOperator(task_id="promote", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    compare >> [RejectOperator(task_id="reject"), dry_run(), no_canary, start]
+    start >> canary >> verdict >> [promote, WithdrawOperator(task_id="withdraw")]
+    no_canary >> promote
+
+
+retrain_compare_promote()

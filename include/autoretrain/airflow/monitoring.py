@@ -1,0 +1,113 @@
+"""Monitoring operators and the ``DriftSensor``, thin over :mod:`autoretrain.monitoring`.
+
+The window of a run is its data interval ``[start, end)`` (Param ``window_end`` with
+``window_hours`` overrides it for ad-hoc checks). ``DriftSensor`` waits until the window's decision
+is recorded, then succeeds when it says "retrain" (its XCom is the decision) and skips otherwise,
+which is how the monitoring DAG branches into ``retrain_compare_promote``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator, BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk.exceptions import AirflowSkipException
+
+from autoretrain.airflow.operators import settings_for
+
+
+def window_of(context: Context) -> tuple[datetime, datetime]:
+    """``[start, end)`` of this run: Params ``window_end``/``window_hours``, else the data interval."""
+    params = context.get("params") or {}
+    if params.get("window_end"):
+        end = datetime.fromisoformat(str(params["window_end"]))
+        if end.tzinfo is None:
+            raise ValueError(f"Param window_end={params['window_end']!r} needs a time zone, e.g. +00:00")
+        return end - timedelta(hours=float(params.get("window_hours") or 6)), end
+    start, end = context["data_interval_start"], context["data_interval_end"]
+    if start is None or end is None or start >= end:
+        raise ValueError(f"run has no usable data interval ({start} .. {end}); pass Param window_end")
+    return start, end
+
+
+class MeasureDriftOperator(BaseOperator):
+    """Drift checks of the run's window, logged to MLflow and upserted per window."""
+
+    ui_color = "#fdf2e0"
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.monitoring import measure_window
+
+        start, end = window_of(context)
+        self.log.info("measuring window %s .. %s", start, end)
+        return measure_window(settings_for(context), start=start, end=end)
+
+
+class DecideRetrainOperator(BaseOperator):
+    """Retrain or not, with hysteresis over the latest windows; recorded on the window's row."""
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.monitoring import decide_window
+
+        start, end = window_of(context)
+        return decide_window(settings_for(context), start=start, end=end)
+
+
+class DriftSensor(BaseSensorOperator):
+    """Wait for the window's recorded decision; succeed on "retrain", skip on "no action"."""
+
+    ui_color = "#fde0e0"
+
+    def __init__(self, *, poke_interval: float = 10, timeout: float = 600, **kwargs: Any) -> None:
+        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+
+    def poke(self, context: Context) -> PokeReturnValue | bool:
+        from autoretrain.monitoring import read_decision
+
+        start, end = window_of(context)
+        decision = read_decision(settings_for(context), start=start, end=end)
+        if decision is None:
+            self.log.info("no decision recorded yet for %s .. %s", start, end)
+            return False
+        for reason in decision["reasons"]:
+            self.log.info("decision: %s", reason)
+        if not decision["retrain"]:
+            raise AirflowSkipException("no retrain: " + "; ".join(decision["reasons"])[:500])
+        return PokeReturnValue(is_done=True, xcom_value=decision)
+
+
+class RecordActionOperator(BaseOperator):
+    """Note on the window's row what was done about it."""
+
+    template_fields = ("action",)
+
+    def __init__(self, *, action: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.action = action
+
+    def execute(self, context: Context) -> str:
+        from autoretrain.monitoring import record_action
+
+        start, end = window_of(context)
+        record_action(settings_for(context), start=start, end=end, action=self.action)
+        return self.action
+
+
+class DriftAlertOperator(BaseOperator):
+    """Send the drift alert of the run's window (the drifted checks with scores and thresholds)."""
+
+    ui_color = "#fdecea"
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.airflow.alerting import airflow_url, send_alert
+        from autoretrain.alerts import drift_alert, mlflow_run_url
+        from autoretrain.monitoring import read_window_row
+
+        settings = settings_for(context)
+        start, end = window_of(context)
+        row = read_window_row(settings, start=start, end=end) or {}
+        alert = drift_alert(model_name=settings.model_name, checks=row.get("report", {}).get("results", []),
+                            run_id=context["run_id"], airflow_url=airflow_url(context),
+                            mlflow_url=mlflow_run_url(settings.resolved_tracking_uri(), row.get("mlflow_run_id")))
+        return send_alert(alert, settings, context=context).as_dict()

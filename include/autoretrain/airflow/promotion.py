@@ -1,0 +1,284 @@
+"""Operators and the sensor of ``retrain_compare_promote`` and ``rollback``: thin over :mod:`autoretrain.rollout`.
+
+``compare`` (a branch) decides and pushes the decision as XCom ``decision``; the tasks after it pull
+it by task id (``decision_task_id``) rather than through an ``XComArg``, because an ``XComArg`` would
+make them direct downstreams of the branch, which skips every direct downstream it did not choose.
+Promotion, rejection and rollback each send their alert through
+:func:`autoretrain.airflow.alerting.send_alert` (which never fails the task).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import Asset, BaseBranchOperator, BaseOperator, BaseSensorOperator, Context, Param, PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException
+
+from autoretrain.airflow.operators import settings_for
+from autoretrain.config import KNOWN_FAMILIES, Settings
+
+#: new labelled traffic worth a retrain; emitted by whatever ingests labels (e.g. through Airflow's
+#: REST API: POST /api/v2/assets/events), it schedules ``retrain_compare_promote``
+LABELLED_FEEDBACK = Asset(name="autoretrain_labelled_feedback", uri="x-autoretrain://feedback/labelled",
+                          group="feedback")
+
+COMPARE, CANARY = "compare", "canary"
+BRANCHES = {"dry_run": "dry_run", "reject": "reject", "no_canary": "no_canary", "canary": "start_canary"}
+
+
+# ---------------------------------------------------------------------------------------- params
+def retrain_params(settings: Settings) -> dict[str, Param]:
+    """The manual-trigger form of ``retrain_compare_promote``."""
+    return {
+        "reason": Param("manual retrain", type="string", minLength=1, title="Reason",
+                        description="Why this run: recorded with every alias move and in the alerts. "
+                                    "The monitoring DAG puts its drift reasons here."),
+        "families": Param(list(settings.families), type="array", items={"type": "string", "enum": list(KNOWN_FAMILIES)},
+                          examples=list(KNOWN_FAMILIES), title="Model families",
+                          description="Families the challenger is searched over (best CV F1 wins)."),
+        "cv_folds": Param(settings.cv_folds, type="integer", minimum=2, maximum=10, title="CV folds"),
+        "force": Param(False, type="boolean", title="Force",
+                       description="Promote a challenger that passes its gates even without a significant "
+                                   "improvement. The gates are never skipped."),
+        "dry_run": Param(False, type="boolean", title="Dry run",
+                         description="Train, register and compare; move no alias and touch no routing."),
+        "canary_minutes": Param(settings.canary_minutes, type="integer", minimum=0, title="Canary minutes",
+                                description="Canary window on live traffic; 0 promotes right after the "
+                                            "comparison (no prediction service needed)."),
+        "canary_percent": Param(settings.canary_percent, type="integer", minimum=1, maximum=100,
+                                title="Canary percent", description="Share of users the challenger answers."),
+        "drift_reasons": Param(None, type=["null", "object", "array"], title="Drift details",
+                               description="Set by the monitoring DAG: the drift decision that triggered this run."),
+    }
+
+
+def rollback_params(settings: Settings) -> dict[str, Param]:
+    """The form of the ``rollback`` DAG."""
+    return {
+        "reason": Param("rollback requested by an operator", type="string", minLength=1, title="Reason",
+                        description="Recorded with the alias move and sent in the alert."),
+        "to_version": Param(None, type=["null", "string"], pattern="^[0-9]+$", title="Version",
+                            description="Version to restore; empty: the recorded previous champion."),
+    }
+
+
+# --------------------------------------------------------------------------------------- helpers
+def audit_ids(context: Context) -> dict[str, str]:
+    """``run_id`` (``<dag_id>/<run_id>``) and ``actor`` (``airflow:<dag_id>.<task_id>``) of alias moves."""
+    dag_id = context["dag"].dag_id
+    return {"run_id": f"{dag_id}/{context['run_id']}", "actor": f"airflow:{dag_id}.{context['ti'].task_id}"}
+
+
+def trigger_reason(context: Context) -> dict[str, Any]:
+    """Why this run started: an Asset event, the monitoring DAG's drift path, or a person."""
+    params = dict(context.get("params") or {})
+    events = context.get("triggering_asset_events") or {}
+    count = sum(len(list(v)) for v in events.values()) if hasattr(events, "values") else 0
+    if count:
+        return {"source": "asset", "reason": f"{count} new labelled-data event(s)", "drift": None}
+    drift = params.get("drift_reasons")
+    source = "drift" if drift else "manual"
+    return {"source": source, "reason": str(params.get("reason") or source), "drift": drift}
+
+
+def _pull(context: Context, task_id: str, key: str = "return_value") -> Any:
+    return context["ti"].xcom_pull(task_ids=task_id, key=key)
+
+
+def _decision(context: Context, task_id: str) -> dict[str, Any]:
+    decision = _pull(context, task_id, "decision")
+    if not decision:
+        raise AirflowFailException(f"no comparison decision in XCom {task_id!r}/decision; did {task_id} run?")
+    return decision
+
+
+def _metrics(decision: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers worth keeping with an alias move (small: the audit row is read by people)."""
+    numbers = decision.get("numbers") or {}
+    keep = {k: numbers.get(k) for k in ("n", "n_positive", "improvement", "mcnemar", "bootstrap", "checks", "forced")}
+    for role in ("challenger", "champion"):
+        if numbers.get(role):
+            keep[role] = {k: numbers[role].get(k) for k in ("version", "accuracy", "f1", "ece", "fpr")}
+    return keep
+
+
+def _alert(kind: str, context: Context, **fields: Any) -> None:
+    from autoretrain.airflow.alerting import airflow_url, send_alert
+    from autoretrain.alerts import build_alert, mlflow_model_url
+
+    settings = settings_for(context)
+    version = fields.get("version") or fields.get("to_version")
+    url = mlflow_model_url(settings.resolved_tracking_uri(), settings.model_name, version) if version else None
+    alert = build_alert(kind, model_name=settings.model_name, run_id=str(context["run_id"]),
+                        airflow_url=airflow_url(context), mlflow_url=url, **fields)
+    send_alert(alert, settings, context=context)
+
+
+# ------------------------------------------------------------------------------------- operators
+class CompareOperator(BaseBranchOperator):
+    """Champion vs challenger on the same hold-out; branches to dry_run, reject, no_canary or start_canary."""
+
+    template_fields: Sequence[str] = ("loaded", "registered")
+    ui_color = "#fff4e0"
+
+    def __init__(self, *, loaded: Any, registered: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.loaded = loaded
+        self.registered = registered
+
+    def choose_branch(self, context: Context) -> str:
+        from autoretrain.rollout import compare_challenger
+
+        params = context.get("params") or {}
+        decision = compare_challenger(settings_for(context), parent_run_id=self.loaded["parent_run_id"],
+                                      registered=self.registered, force=bool(params.get("force")))
+        context["ti"].xcom_push(key="decision", value=decision)
+        if params.get("dry_run"):
+            return BRANCHES["dry_run"]
+        if not decision["promote"]:
+            return BRANCHES["reject"]
+        no_canary = decision["champion_version"] is None or settings_for(context).canary_minutes == 0
+        return BRANCHES["no_canary" if no_canary else "canary"]
+
+
+class StartCanaryOperator(BaseOperator):
+    """``challenger`` alias on the new version and canary routing; the XCom is the canary's description."""
+
+    ui_color = "#fff4e0"
+
+    def __init__(self, *, decision_task_id: str = COMPARE, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.decision_task_id = decision_task_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.rollout import start_canary
+
+        decision = _decision(context, self.decision_task_id)
+        return start_canary(settings_for(context), version=decision["version"], reasons=decision["reasons"],
+                            metrics=_metrics(decision), **audit_ids(context))
+
+
+class CanarySensor(BaseSensorOperator):
+    """Waits for the canary verdict (pass or fail) over the window; the XCom is the verdict."""
+
+    ui_color = "#fdf2d0"
+
+    def __init__(self, *, start_task_id: str = "start_canary", **kwargs: Any) -> None:
+        kwargs.setdefault("mode", "reschedule")
+        kwargs.setdefault("timeout", timedelta(hours=24).total_seconds())
+        super().__init__(**kwargs)
+        self.start_task_id = start_task_id
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        from autoretrain.rollout import canary_status
+
+        canary = _pull(context, self.start_task_id)
+        if not canary:
+            raise AirflowFailException(f"no canary description in XCom of {self.start_task_id!r}")
+        verdict = canary_status(settings_for(context), canary=canary)
+        return PokeReturnValue(is_done=verdict["status"] != "wait", xcom_value={**verdict, "canary": canary})
+
+
+class CanaryBranchOperator(BaseBranchOperator):
+    """``promote`` when the canary passed, ``withdraw`` when it failed."""
+
+    def __init__(self, *, canary_task_id: str = CANARY, passed_task_id: str = "promote",
+                 failed_task_id: str = "withdraw", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.canary_task_id, self.passed_task_id, self.failed_task_id = canary_task_id, passed_task_id, failed_task_id
+
+    def choose_branch(self, context: Context) -> str:
+        verdict = _pull(context, self.canary_task_id) or {}
+        for reason in verdict.get("reasons", []):
+            self.log.info("canary: %s", reason)
+        return self.passed_task_id if verdict.get("status") == "pass" else self.failed_task_id
+
+
+class PromoteOperator(BaseOperator):
+    """``champion`` -> the challenger (old champion recorded as ``previous``), routing full; promotion alert."""
+
+    ui_color = "#e9f7ef"
+
+    def __init__(self, *, decision_task_id: str = COMPARE, canary_task_id: str = CANARY,
+                 trigger_task_id: str = "trigger", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.decision_task_id, self.canary_task_id, self.trigger_task_id = (decision_task_id, canary_task_id,
+                                                                             trigger_task_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.rollout import promote_challenger
+
+        decision = _decision(context, self.decision_task_id)
+        canary = _pull(context, self.canary_task_id)
+        trigger = _pull(context, self.trigger_task_id) or {}
+        reasons = [f"trigger ({trigger.get('source', '?')}): {trigger.get('reason', '?')}", *decision["reasons"]]
+        if canary:
+            reasons += [f"canary: {r}" for r in canary.get("reasons", [])]
+        metrics = {**_metrics(decision), **({"canary": canary.get("numbers")} if canary else {})}
+        result = promote_challenger(settings_for(context), version=decision["version"], reasons=reasons,
+                                    metrics=metrics, **audit_ids(context))
+        _alert("promotion", context, version=result["version"], previous_version=result["previous_version"],
+               reasons=reasons)
+        return result
+
+
+class RejectOperator(BaseOperator):
+    """The challenger stays unpromoted (no alias); rejection alert with every reason."""
+
+    ui_color = "#fdecea"
+
+    def __init__(self, *, decision_task_id: str = COMPARE, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.decision_task_id = decision_task_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        decision = _decision(context, self.decision_task_id)
+        _alert("rejection", context, version=decision["version"], champion_version=decision["champion_version"],
+               reasons=decision["reasons"])
+        return {"version": decision["version"], "champion_version": decision["champion_version"],
+                "reasons": decision["reasons"]}
+
+
+class WithdrawOperator(BaseOperator):
+    """Automatic rollback of a failed canary: routing full on the champion, ``challenger`` removed; alert."""
+
+    ui_color = "#fdecea"
+
+    def __init__(self, *, decision_task_id: str = COMPARE, canary_task_id: str = CANARY, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.decision_task_id, self.canary_task_id = decision_task_id, canary_task_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.rollout import withdraw_challenger
+
+        decision = _decision(context, self.decision_task_id)
+        verdict = _pull(context, self.canary_task_id) or {}
+        reasons = [f"canary: {r}" for r in verdict.get("reasons", ["no verdict"])]
+        result = withdraw_challenger(settings_for(context), version=decision["version"], reasons=reasons,
+                                     metrics={"canary": verdict.get("numbers")}, **audit_ids(context))
+        _alert("rollback", context, from_version=decision["version"], to_version=result["champion_version"],
+               reason=f"canary of version {decision['version']} failed: {reasons[-1]}")
+        return result
+
+
+class RollbackOperator(BaseOperator):
+    """Champion back to the recorded ``previous`` (Param ``to_version`` overrides) in one step; alert."""
+
+    ui_color = "#fdecea"
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.registry import RegistryError
+        from autoretrain.rollout import rollback
+
+        params = context.get("params") or {}
+        reason = str(params.get("reason") or "rollback requested")
+        try:
+            result = rollback(settings_for(context), reason=reason, to_version=params.get("to_version") or None,
+                              **audit_ids(context))
+        except RegistryError as err:  # no previous champion / unknown version: a retry will not help
+            raise AirflowFailException(str(err)) from err
+        _alert("rollback", context, from_version=result["from_version"], to_version=result["to_version"],
+               reason=reason)
+        return result

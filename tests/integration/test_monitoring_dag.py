@@ -1,0 +1,182 @@
+"""The monitoring DAG on a real Postgres prediction log and a real MLflow server: both branches."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from autoretrain import monitoring, store, tracking
+from autoretrain.config import load_settings
+from autoretrain.training import RunKey, run_training
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+CAMPAIGN = ["Your crypto wallet {n} is locked! Verify your seed phrase at bit.ly/w{n} to claim {n} USDT bonus",
+            "ALERT: BTC airdrop {n} reserved 4 u. Connect wallet now at claim-{n}.io before midnight",
+            "Congrats! Elon giveaway: send 0.1 ETH get 2 ETH back. Wallet ref {n}, act fast"]
+
+
+@pytest.fixture(scope="module")
+def env(mlflow_server, postgres_db):
+    """One champion (trained on the bundled data) and a fresh Postgres prediction log for this module."""
+    db = postgres_db("monitoring")
+    name = f"sms-spam-monitoring-{uuid.uuid4().hex[:8]}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+        mp.setenv("AUTORETRAIN_MODEL_NAME", name)
+        mp.setenv("AUTORETRAIN_DATABASE_URL", db)
+        mp.setenv("AUTORETRAIN_EXPERIMENT_NAME", f"monitoring-test-{name}")
+        settings = load_settings()
+        result = run_training(settings.with_overrides({"families": ["logreg"], "cv_folds": 3}),
+                              RunKey("test", uuid.uuid4().hex))
+        assert result["alias"]["alias"] == "champion"
+        client = tracking.client_for(settings)
+        holdout = tracking.load_frame(client, result["parent_run_id"], "test")
+        engine = store.make_engine(db)
+        store.create_tables(engine)
+        yield settings, engine, holdout
+        engine.dispose()
+
+
+def _campaign(count: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    return [rng.choice(CAMPAIGN).format(n=rng.randint(100, 99999)) for _ in range(count)]
+
+
+def _log(engine, rows: list[tuple[str, str | None]], *, start: datetime, model_name: str) -> None:
+    """Write served predictions (text, feedback label or None) spread over one hour after ``start``."""
+    predictions, feedback = [], []
+    for i, (text, label) in enumerate(rows):
+        request_id = uuid.uuid4().hex
+        at = start + timedelta(seconds=i * 3600 / len(rows))
+        predictions.append({"request_id": request_id, "created_at": at, "model_name": model_name,
+                            "model_version": "1", "variant": "champion", "role": "served", "user_id": None,
+                            "text": text, "probability": 0.5, "label": "ham", "latency_ms": 1.0})
+        if label is not None:
+            feedback.append({"request_id": request_id, "label": label, "source": "test", "created_at": at})
+    with engine.begin() as conn:
+        conn.execute(sa.insert(store.predictions), predictions)
+        if feedback:
+            conn.execute(sa.insert(store.feedback), feedback)
+
+
+def _states(run) -> dict[str, str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == run.dag_id,
+                                                 TaskInstance.run_id == run.run_id).all()
+        return {ti.task_id: str(ti.state) for ti in tis}
+
+
+def _dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(ROOT / "dags"))
+    assert not bag.import_errors
+    return bag.dags["monitoring"]
+
+
+def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(airflow_db, env):
+    settings, engine, holdout = env
+    base = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
+    quiet = [(t, lab) for t, lab in zip(holdout["text"], holdout["label"], strict=True)][:400]
+    _log(engine, quiet, start=base, model_name=settings.model_name)
+    quiet_end = base + timedelta(hours=6)
+
+    run = _dag().test(run_conf={"window_end": quiet_end.isoformat(), "window_hours": 6,
+                                "drift_consecutive_windows": 1})
+    states = _states(run)
+    assert states["measure"] == states["decide"] == "success"
+    assert states["drift_detected"] == "skipped" and states["no_action"] == "success"
+    assert states["trigger_retrain"] == "skipped" and states["drift_alert"] == "skipped"
+    row = monitoring.read_window_row(settings, start=base, end=quiet_end)
+    assert row["n_predictions"] == 400 and row["n_labelled"] == 400
+    assert row["retrain"] is False and row["action"] == "no action"
+    assert row["insufficient_data"] is False
+
+    # a backfilled run (past date, no Params) measures its own data interval: the run at 06:00 covers 00:00-06:00
+    backfill = _dag().test(logical_date=quiet_end)
+    assert (backfill.data_interval_start, backfill.data_interval_end) == (base, quiet_end)
+    assert _states(backfill)["measure"] == "success" and _states(backfill)["no_action"] == "success"
+    row = monitoring.read_window_row(settings, start=base, end=quiet_end)
+    assert row["n_predictions"] == 400 and row["action"] == "no action" and row["retrain"] is False
+
+    drifted_start = quiet_end
+    spam = [(text, "spam") for text in _campaign(200)]
+    ham = [(t, "ham") for t in holdout.loc[holdout["label"] == "ham", "text"].head(200)]
+    _log(engine, spam + ham, start=drifted_start, model_name=settings.model_name)
+    drifted_end = drifted_start + timedelta(hours=6)
+    run = _dag().test(run_conf={"window_end": drifted_end.isoformat(), "window_hours": 6,
+                                "drift_consecutive_windows": 1})
+    states = _states(run)
+    assert states["drift_detected"] == "success" and states["no_action"] == "skipped"
+    assert states["drift_alert"] == "success"
+    assert states["trigger_retrain"] == "success" and states["record_retrain"] == "success"
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        triggered = session.query(DagRun).filter(DagRun.dag_id == "retrain_compare_promote").all()
+        assert len(triggered) == 1
+        conf = triggered[0].conf
+    assert conf["reason"] == "drift detected by monitoring"
+    assert conf["drift_reasons"]["retrain"] is True
+    assert any("emerging_terms" in reason for reason in conf["drift_reasons"]["reasons"])
+    row = monitoring.read_window_row(settings, start=drifted_start, end=drifted_end)
+    assert row["n_predictions"] == 400 and row["retrain"] is True and row["drifted"] is True
+    drifted = {r["name"] for r in row["report"]["results"] if r["drifted"]}
+    assert {"emerging_terms", "vocabulary_oov"} <= drifted
+    assert any("emerging_terms" in reason for reason in row["decision"]["reasons"])
+
+    client = tracking.client_for(settings)
+    mlflow_run = client.get_run(row["mlflow_run_id"])
+    assert mlflow_run.data.metrics["n_predictions"] == 400
+    assert {a.path for a in client.list_artifacts(row["mlflow_run_id"], "reports")} == {
+        "reports/evidently_drift_report.html"}
+
+    # the same window again replaces its row instead of adding one (idempotent per window)
+    monitoring.measure_window(settings, start=drifted_start, end=drifted_end)
+    with engine.connect() as conn:
+        count = conn.execute(sa.select(sa.func.count()).select_from(monitoring.drift_windows)).scalar_one()
+    assert count == 2
+
+
+def test_drift_endpoint_and_cli_give_the_monitoring_json(env, tmp_path, capsys):
+    from fastapi.testclient import TestClient
+
+    from autoretrain.cli import main
+    from autoretrain.serving.app import create_app
+
+    settings, _, holdout = env
+    ham = holdout.loc[holdout["label"] == "ham", "text"].head(150).tolist()
+    with TestClient(create_app(settings)) as client:
+        for _ in range(100):  # the service loads the champion in the background
+            if client.get("/ready").status_code == 200:
+                break
+            import time
+
+            time.sleep(0.2)
+        drifted = client.post("/drift/calculate", json={"messages": _campaign(150) + ham})
+        assert drifted.status_code == 200, drifted.text
+        body = drifted.json()
+        assert body["drifted"] is True and body["n_messages"] == 300 and body["model_version"] == "1"
+        assert "emerging_terms" in {r["name"] for r in body["results"] if r["drifted"]}
+        few = client.post("/drift/calculate", json={"messages": ham[:5]})
+        assert few.status_code == 200 and few.json()["insufficient_data"] is True
+        bad = client.post("/drift/calculate", json={"messages": ham[:3], "labels": ["ham"]})
+        assert bad.status_code == 422 and "labels has 1 entries but messages has 3" in bad.text
+
+    current = tmp_path / "current.tsv"
+    current.write_text("".join(f"spam\t{t}\n" for t in _campaign(150, seed=3)) + "".join(f"ham\t{t}\n" for t in ham),
+                       encoding="utf-8")
+    capsys.readouterr()
+    assert main(["drift", "--current", str(current)]) == 1  # exit 1: drifted
+    report = __import__("json").loads(capsys.readouterr().out)
+    assert report["n_messages"] == 300 and report["n_labelled"] == 300 and report["drifted"] is True
