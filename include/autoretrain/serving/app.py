@@ -273,7 +273,8 @@ def _add_drift_route(app: FastAPI, settings: Settings, bodies: schemas.RequestMo
                 champions[champion.ref.version] = champion
             return champions.get(version) or next(iter(champions.values()))
 
-    @app.post("/drift/calculate", tags=["monitoring"], responses=_NOT_READY)
+    @app.post("/drift/calculate", tags=["monitoring"],
+              responses={**_NOT_READY, 409: {"description": "the champion has no recorded training data"}})
     def drift_calculate(body: bodies.drift) -> dict[str, Any]:  # type: ignore[name-defined]
         """Drift of the posted messages against the champion's training reference (same JSON as monitoring)."""
         from autoretrain.monitoring import adhoc_drift
@@ -284,8 +285,12 @@ def _add_drift_route(app: FastAPI, settings: Settings, bodies: schemas.RequestMo
         state = service.manager.state
         if state.champion is None:
             raise HTTPException(503, f"not ready: {service.not_ready_reason(state)}")
+        from autoretrain.registry import RegistryError
+
         try:
             champion = champion_for(state.champion.ref.version)
+        except RegistryError as err:  # e.g. a champion registered by hand, without its training run
+            raise HTTPException(409, f"no drift reference for this champion: {err}") from err
         except Exception as err:  # noqa: BLE001 - the registry or artifact store is down: the caller may retry
             log.warning("cannot build the drift reference: %s", err)
             raise HTTPException(503, f"drift reference unavailable: {err}") from err
