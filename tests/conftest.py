@@ -7,6 +7,7 @@ Every database this session creates has a unique name and is dropped at the end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -16,7 +17,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +106,26 @@ def wait_http(url: str, *, timeout: float = 90.0, proc: subprocess.Popen | None 
     raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
+@contextlib.contextmanager
+def serving_process(cmd: list[str], health_url: str, log_path: Path, *,
+                    timeout: float = 90.0) -> Generator[None, None, None]:
+    """Run ``cmd`` (output to ``log_path``) until the block ends; wait for ``health_url`` first."""
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        wait_http(health_url, timeout=timeout, proc=proc)
+        yield
+    except Exception:
+        sys.stderr.write(log_path.read_text()[-3000:])
+        raise
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @dataclass
 class MlflowServer:
     uri: str
@@ -122,20 +143,8 @@ def mlflow_server(postgres_db: Callable[[str], str]) -> Iterator[MlflowServer]:
     cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend,
            "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
            "--workers", "1"]
-    with log_path.open("w") as log_file:
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc=proc)
+    with serving_process(cmd, f"http://127.0.0.1:{port}/health", log_path):
         yield MlflowServer(uri=f"http://127.0.0.1:{port}", artifacts=artifacts, log=log_path)
-    except Exception:
-        sys.stderr.write(log_path.read_text()[-3000:])
-        raise
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 # -------------------------------------------------------------------------------- Airflow DB
@@ -147,6 +156,26 @@ def airflow_db() -> str:
 
     db.initdb()
     return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+
+
+def dag_from_bag(dag_id: str):
+    """The DAG ``dag_id`` parsed from the project's dags/ folder (no import errors allowed)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(ROOT / "dags"))
+    assert not bag.import_errors
+    return bag.dags[dag_id]
+
+
+def task_states(run) -> dict[str, str]:
+    """task id (``task[i]`` for mapped ones) -> state, for one DAG run."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == run.dag_id,
+                                                 TaskInstance.run_id == run.run_id).all()
+        return {ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in tis}
 
 
 @pytest.fixture
@@ -171,17 +200,5 @@ def moto_server() -> Iterator[S3Server]:
     port = free_port()
     log_path = SESSION_TMP / "moto-server.log"
     cmd = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
-    with log_path.open("w") as log_file:
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/moto-api/", timeout=60, proc=proc)
+    with serving_process(cmd, f"http://127.0.0.1:{port}/moto-api/", log_path, timeout=60):
         yield S3Server(endpoint=f"http://127.0.0.1:{port}", log=log_path)
-    except Exception:
-        sys.stderr.write(log_path.read_text()[-3000:])
-        raise
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from autoretrain.alerts import airflow_run_url, validation_failure_alert
-from tests.conftest import ROOT
+from tests.conftest import ROOT, dag_from_bag, task_states
 
 pytestmark = pytest.mark.integration
 
@@ -25,24 +25,6 @@ CORPUS = ROOT / "data" / "sms_spam_collection" / "SMSSpamCollection"
 def _jsonl(rows: list[tuple[str, str]]) -> bytes:
     """Snapshot content, written out independently of the code under test."""
     return b"".join(json.dumps([label, text], ensure_ascii=False).encode() + b"\n" for label, text in rows)
-
-
-def _dag(name: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(str(ROOT / "dags"))
-    assert not bag.import_errors
-    return bag.dags[name]
-
-
-def _states(run) -> dict[str, str]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == run.dag_id,
-                                                 TaskInstance.run_id == run.run_id).all()
-        return {ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in tis}
 
 
 def _asset_events(run) -> list[dict]:
@@ -89,9 +71,9 @@ def test_good_data_is_reported_snapshotted_and_announced(airflow_db, env, tmp_pa
                         f"spam,WIN a FREE cruise! reply YES now,{stamps[0]}\n"
                         f"ham,see you at the station at six?,{stamps[1]}\n"
                         f"ham,arrives after this run: belongs to a later one,{stamps[2]}\n", encoding="utf-8")
-    run = _dag("dataset_validation").test(run_conf={"feedback_uri": str(feedback)})
-    assert run.state == "success", _states(run)
-    assert _states(run) == {"validate": "success", "snapshot": "success"}
+    run = dag_from_bag("dataset_validation").test(run_conf={"feedback_uri": str(feedback)})
+    assert run.state == "success", task_states(run)
+    assert task_states(run) == {"validate": "success", "snapshot": "success"}
 
     corpus = [tuple(line.split("\t")) for line in CORPUS.read_text(encoding="utf-8").splitlines()]
     expected = _jsonl(corpus + [("spam", "WIN a FREE cruise! reply YES now"),
@@ -120,7 +102,7 @@ def test_good_data_is_reported_snapshotted_and_announced(airflow_db, env, tmp_pa
     assert _asset_events(run) == [{"digest": digest, "rows": 5576, "uri": str(snapshot)}]
     assert receiver.requests == [] and _alert_rows(db) == []  # success is not an alert
 
-    again = _dag("dataset_validation").test(run_conf={"feedback_uri": str(feedback)})
+    again = dag_from_bag("dataset_validation").test(run_conf={"feedback_uri": str(feedback)})
     assert again.state == "success"
     assert json.loads((snapshot / "manifest.json").read_text()) == manifest  # first_seen kept
     assert sorted(p.name for p in (artifacts / "snapshots").iterdir()) == [digest]
@@ -131,9 +113,9 @@ def test_bad_data_fails_at_validate_alerts_and_snapshots_nothing(airflow_db, env
     bad = tmp_path / "half_duplicates.tsv"
     rows = [f"{'spam' if i % 5 == 0 else 'ham'}\tmessage number {i}" for i in range(600)]
     bad.write_text("\n".join(rows + rows) + "\n", encoding="utf-8")  # 1200 rows, 50 % repeats
-    run = _dag("dataset_validation").test(run_conf={"data_uri": str(bad)})
+    run = dag_from_bag("dataset_validation").test(run_conf={"data_uri": str(bad)})
     assert run.state == "failed"
-    assert _states(run) == {"validate": "failed", "snapshot": "upstream_failed"}
+    assert task_states(run) == {"validate": "failed", "snapshot": "upstream_failed"}
     assert not (artifacts / "snapshots").exists()
 
     (run_dir,) = list((artifacts / "reports" / "dataset_validation").iterdir())
@@ -162,8 +144,8 @@ def test_unreadable_source_names_the_line_and_slack_down_does_not_matter(airflow
                        json.dumps({"conn_type": "slackwebhook", "password": "http://127.0.0.1:9/services/x"}))
     bad = tmp_path / "latin1.tsv"
     bad.write_bytes(b"ham\tfine\nspam\tcaf\xe9 prize\n")
-    run = _dag("dataset_validation").test(run_conf={"data_uri": str(bad)})
-    assert run.state == "failed" and _states(run)["validate"] == "failed"
+    run = dag_from_bag("dataset_validation").test(run_conf={"data_uri": str(bad)})
+    assert run.state == "failed" and task_states(run)["validate"] == "failed"
     rows = _alert_rows(db)
     assert [(r["kind"], r["status"]) for r in rows] == [("validation_failed", "failed")]
     assert "- readable (score 0, limit 1): " in rows[0]["message"]
@@ -182,9 +164,9 @@ def test_training_gate_runs_the_same_checks_and_never_trains_on_bad_data(airflow
     monkeypatch.setenv("AUTORETRAIN_MODEL_NAME", model_name)
     one_class = tmp_path / "only_ham.tsv"
     one_class.write_text("".join(f"ham\tordinary message {i}\n" for i in range(1200)), encoding="utf-8")
-    run = _dag("training").test(run_conf={"data_uri": str(one_class), "families": ["complement_nb"],
+    run = dag_from_bag("training").test(run_conf={"data_uri": str(one_class), "families": ["complement_nb"],
                                           "cv_folds": 3})
-    states = _states(run)
+    states = task_states(run)
     assert run.state == "failed"
     assert (states["load"], states["validate"]) == ("success", "failed")
     assert {states[t] for t in states if t not in ("load", "validate")} == {"upstream_failed"}

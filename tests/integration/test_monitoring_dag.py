@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from autoretrain import monitoring, store, tracking
 from autoretrain.config import load_settings
 from autoretrain.training import RunKey, run_training
-from tests.conftest import ROOT
+from tests.conftest import dag_from_bag, task_states
 
 pytestmark = pytest.mark.integration
 
@@ -65,24 +65,6 @@ def _log(engine, rows: list[tuple[str, str | None]], *, start: datetime, model_n
             conn.execute(sa.insert(store.feedback), feedback)
 
 
-def _states(run) -> dict[str, str]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == run.dag_id,
-                                                 TaskInstance.run_id == run.run_id).all()
-        return {ti.task_id: str(ti.state) for ti in tis}
-
-
-def _dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(str(ROOT / "dags"))
-    assert not bag.import_errors
-    return bag.dags["monitoring"]
-
-
 def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(airflow_db, env):
     settings, engine, holdout = env
     base = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
@@ -90,9 +72,9 @@ def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(a
     _log(engine, quiet, start=base, model_name=settings.model_name)
     quiet_end = base + timedelta(hours=6)
 
-    run = _dag().test(run_conf={"window_end": quiet_end.isoformat(), "window_hours": 6,
+    run = dag_from_bag("monitoring").test(run_conf={"window_end": quiet_end.isoformat(), "window_hours": 6,
                                 "drift_consecutive_windows": 1})
-    states = _states(run)
+    states = task_states(run)
     assert states["measure"] == states["decide"] == "success"
     assert states["drift_detected"] == "skipped" and states["no_action"] == "success"
     assert states["trigger_retrain"] == "skipped" and states["drift_alert"] == "skipped"
@@ -102,9 +84,9 @@ def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(a
     assert row["insufficient_data"] is False
 
     # a backfilled run (past date, no Params) measures its own data interval: the run at 06:00 covers 00:00-06:00
-    backfill = _dag().test(logical_date=quiet_end)
+    backfill = dag_from_bag("monitoring").test(logical_date=quiet_end)
     assert (backfill.data_interval_start, backfill.data_interval_end) == (base, quiet_end)
-    assert _states(backfill)["measure"] == "success" and _states(backfill)["no_action"] == "success"
+    assert task_states(backfill)["measure"] == "success" and task_states(backfill)["no_action"] == "success"
     row = monitoring.read_window_row(settings, start=base, end=quiet_end)
     assert row["n_predictions"] == 400 and row["action"] == "no action" and row["retrain"] is False
 
@@ -113,9 +95,9 @@ def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(a
     ham = [(t, "ham") for t in holdout.loc[holdout["label"] == "ham", "text"].head(200)]
     _log(engine, spam + ham, start=drifted_start, model_name=settings.model_name)
     drifted_end = drifted_start + timedelta(hours=6)
-    run = _dag().test(run_conf={"window_end": drifted_end.isoformat(), "window_hours": 6,
+    run = dag_from_bag("monitoring").test(run_conf={"window_end": drifted_end.isoformat(), "window_hours": 6,
                                 "drift_consecutive_windows": 1})
-    states = _states(run)
+    states = task_states(run)
     assert states["drift_detected"] == "success" and states["no_action"] == "skipped"
     assert states["drift_alert"] == "success"
     assert states["trigger_retrain"] == "success" and states["record_retrain"] == "success"

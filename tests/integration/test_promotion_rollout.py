@@ -42,7 +42,7 @@ from autoretrain.evaluation import compute_metrics
 from autoretrain.models import build_pipeline, get_family, positive_proba
 from autoretrain.serving.routing import RoutingConfig, choose
 from autoretrain.training import HOLDOUT_SCORES, SKOPS_TRUSTED_TYPES, pinned_requirements
-from tests.conftest import ROOT, free_port
+from tests.conftest import dag_from_bag, free_port, task_states
 
 pytestmark = pytest.mark.integration
 
@@ -357,24 +357,6 @@ def drifted_traffic(n_spam: int, n_ham: int, seed: int = 5) -> list[tuple[str, s
     return spam + ham
 
 
-def _dag(name: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(str(ROOT / "dags"))
-    assert not bag.import_errors
-    return bag.dags[name]
-
-
-def _states(run) -> dict[str, str]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == run.dag_id,
-                                                 TaskInstance.run_id == run.run_id).all()
-        return {ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in tis}
-
-
 def _decision(run) -> dict[str, Any]:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -402,8 +384,8 @@ def test_retrain_dag_promotes_on_drifted_traffic_and_rollback_restores_exactly(a
     client = tracking.client_for(settings)
 
     # 1. no champion: the first model needs only its gates and is promoted directly
-    first = _dag("retrain_compare_promote").test(run_conf={**FAST, "reason": "bootstrap"})
-    states = _states(first)
+    first = dag_from_bag("retrain_compare_promote").test(run_conf={**FAST, "reason": "bootstrap"})
+    states = task_states(first)
     assert first.state == "success", states
     assert {t for t, s in states.items() if s == "success"} == PROMOTED_PATH
     assert {t for t, s in states.items() if s == "skipped"} == {"reject", "dry_run", "start_canary", "canary",
@@ -433,8 +415,8 @@ def test_retrain_dag_promotes_on_drifted_traffic_and_rollback_restores_exactly(a
 
     conf = {**FAST, "reason": "drift: vocabulary shift in live traffic",  # as the monitoring DAG triggers it
             "drift_reasons": {"retrain": True, "reasons": ["text_psi 0.31 > 0.15"]}}
-    second = _dag("retrain_compare_promote").test(run_conf=conf)
-    states = _states(second)
+    second = dag_from_bag("retrain_compare_promote").test(run_conf=conf)
+    states = task_states(second)
     assert second.state == "success", states
     assert {t for t, s in states.items() if s == "success"} == PROMOTED_PATH
     decision = _decision(second)
@@ -455,8 +437,8 @@ def test_retrain_dag_promotes_on_drifted_traffic_and_rollback_restores_exactly(a
         n["n"], "\n".join(decision["reasons"]), decision["by_origin"]))
 
     # 3. the same data again: an identical challenger is not better, it is rejected and the champion stays
-    third = _dag("retrain_compare_promote").test(run_conf={**FAST, "reason": "weekly"})
-    states = _states(third)
+    third = dag_from_bag("retrain_compare_promote").test(run_conf={**FAST, "reason": "weekly"})
+    states = task_states(third)
     assert third.state == "success", states
     assert {t for t, s in states.items() if s == "success"} == PROMOTED_PATH - {"no_canary", "promote"} | {"reject"}
     rejected = _decision(third)
@@ -466,15 +448,15 @@ def test_retrain_dag_promotes_on_drifted_traffic_and_rollback_restores_exactly(a
     assert aliases(settings) == {"champion": "2", "previous": "1"}
 
     # 4. rollback restores the previous champion exactly, in one step
-    rolled = _dag("rollback").test(run_conf={"reason": "complaints after the release"})
-    assert rolled.state == "success", _states(rolled)
+    rolled = dag_from_bag("rollback").test(run_conf={"reason": "complaints after the release"})
+    assert rolled.state == "success", task_states(rolled)
     assert aliases(settings) == {"champion": "1"}
     restored, ref = registry.load_verified(client, model_name, "champion")
     assert (ref.version, ref.sha256) == ("1", v1.sha256)
     texts = pd.DataFrame({"text": [t for t, _ in traffic[:50]]})
     assert np.array_equal(restored.predict_proba(texts), champion.predict_proba(texts))
-    again = _dag("rollback").test(run_conf={"reason": "twice"})
-    assert again.state == "failed" and _states(again)["rollback"] == "failed"  # no previous any more
+    again = dag_from_bag("rollback").test(run_conf={"reason": "twice"})
+    assert again.state == "failed" and task_states(again)["rollback"] == "failed"  # no previous any more
 
     assert audit_rows(settings) == [
         ("champion", "promote", None, "1"), ("previous", "promote", None, "1"), ("champion", "promote", "1", "2"),

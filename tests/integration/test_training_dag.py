@@ -7,29 +7,11 @@ import pytest
 
 from autoretrain import registry, tracking
 from autoretrain.config import load_settings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, dag_from_bag, task_states
 
 pytestmark = pytest.mark.integration
 
 FAST = {"families": ["complement_nb", "linear_svm"], "cv_folds": 3}
-
-
-def _dag(name: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(str(ROOT / "dags"))
-    assert not bag.import_errors
-    return bag.dags[name]
-
-
-def _states(run) -> dict[str, str]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == run.dag_id,
-                                                 TaskInstance.run_id == run.run_id).all()
-        return {ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in tis}
 
 
 @pytest.fixture
@@ -42,9 +24,9 @@ def env(mlflow_server, model_name, monkeypatch):
 
 def test_first_run_makes_a_verified_champion_second_a_challenger(airflow_db, env):
     settings, client = env
-    run = _dag("training").test(run_conf=FAST)
-    assert run.state == "success", _states(run)
-    states = _states(run)
+    run = dag_from_bag("training").test(run_conf=FAST)
+    assert run.state == "success", task_states(run)
+    states = task_states(run)
     assert states["alias"] == "success" and states["gate_failed"] == "skipped"
     assert states["train[0]"] == states["train[1]"] == "success"
 
@@ -69,22 +51,22 @@ def test_first_run_makes_a_verified_champion_second_a_challenger(airflow_db, env
     assert {i.dataset.name for i in parent.inputs.dataset_inputs} == {f"{settings.model_name}-train",
                                                                        f"{settings.model_name}-test"}
 
-    second = _dag("training").test(run_conf=FAST)
+    second = dag_from_bag("training").test(run_conf=FAST)
     assert second.state == "success"
     challenger = registry.alias_version(client, settings.model_name, "challenger")
     assert challenger is not None and challenger.version == "2"
     assert registry.alias_version(client, settings.model_name, "champion").version == "1"
 
-    broken = _dag("training").test(run_conf={**FAST, "data_uri": str(ROOT / "README.md")})
-    assert broken.state == "failed" and _states(broken)["load"] == "failed"
+    broken = dag_from_bag("training").test(run_conf={**FAST, "data_uri": str(ROOT / "README.md")})
+    assert broken.state == "failed" and task_states(broken)["load"] == "failed"
     assert registry.alias_version(client, settings.model_name, "champion").version == "1"  # untouched
     assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == 2  # nothing new
 
 
 def test_failed_gates_leave_no_alias(airflow_db, env):
     settings, client = env
-    run = _dag("training").test(run_conf={**FAST, "f1_min": 0.999})
-    states = _states(run)
+    run = dag_from_bag("training").test(run_conf={**FAST, "f1_min": 0.999})
+    states = task_states(run)
     assert states["gate_failed"] == "success" and states["alias"] == "skipped"
     ref = registry.get_version(client, settings.model_name, "1")
     assert ref.tags["autoretrain.gates"] == "failed" and ref.aliases == ()
@@ -95,8 +77,8 @@ def test_broken_dataset_never_reaches_training(airflow_db, env, tmp_path):
     settings, client = env
     bad = tmp_path / "broken.tsv"
     bad.write_text("ham\tfine message\nspam no tab here\n", encoding="utf-8")
-    run = _dag("training").test(run_conf={**FAST, "data_uri": str(bad)})
-    states = _states(run)
+    run = dag_from_bag("training").test(run_conf={**FAST, "data_uri": str(bad)})
+    states = task_states(run)
     assert run.state == "failed"
     assert states["load"] == "failed"
     assert "success" not in {states.get(t) for t in ("train", "register", "alias")}
