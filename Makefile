@@ -16,7 +16,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-setup: $(STAMP)  ## create .venv from requirements.lock, install the package, prepare AIRFLOW_HOME
+setup: $(STAMP)  ## .venv from requirements.lock, the package (editable), AIRFLOW_HOME with its SQLite metadata DB
 
 $(STAMP): requirements.lock pyproject.toml tools/airflow_home.py
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
@@ -24,6 +24,7 @@ $(STAMP): requirements.lock pyproject.toml tools/airflow_home.py
 	VIRTUAL_ENV=$(VENV) $(UV) pip install -q -r requirements.lock
 	VIRTUAL_ENV=$(VENV) $(UV) pip install -q --no-deps -e .
 	$(PY) tools/airflow_home.py
+	$(VENV)/bin/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 	@touch $(STAMP)
 
 test: setup  ## every test: unit, DAG integrity, integration (real Postgres, mlflow server, Airflow)
