@@ -25,6 +25,7 @@ $(STAMP): requirements.lock pyproject.toml tools/airflow_home.py
 	VIRTUAL_ENV=$(VENV) $(UV) pip install -q --no-deps -e .
 	$(PY) tools/airflow_home.py
 	$(VENV)/bin/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+	$(VENV)/bin/airflow dags reserialize > $(AIRFLOW_HOME)/dags-reserialize.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/dags-reserialize.log; exit 1)
 	@touch $(STAMP)
 
 test: setup  ## every test: unit, DAG integrity, integration (real Postgres, mlflow server, Airflow)
