@@ -26,15 +26,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import TriggerRule, dag, task
 
 from autoretrain.airflow.defaults import TAGS_BASE, default_args
-from autoretrain.airflow.operators import (
-    EvaluateModelOperator,
-    LoadDataOperator,
-    RegisterModelOperator,
-    SelectModelOperator,
-    TrainFamilyOperator,
-    ValidateDataOperator,
-    resolve_families,
-)
+from autoretrain.airflow.operators import training_chain
 from autoretrain.airflow.promotion import (
     LABELLED_FEEDBACK,
     CanaryBranchOperator,
@@ -70,26 +62,13 @@ def retrain_compare_promote() -> None:
         return trigger_reason(context)
 
     @task
-    def families(**context) -> list[str]:
-        """The families to train in this run (Param ``families``)."""
-        return resolve_families(context)
-
-    @task
     def dry_run(**context) -> dict:
         """Dry run: the decision is in the logs, the model card and comparison.json; nothing moved."""
         return context["ti"].xcom_pull(task_ids="compare", key="decision")
 
-    load = LoadDataOperator(task_id="load", with_feedback=True)
-    trigger() >> load
-    validate = ValidateDataOperator(task_id="validate", loaded=load.output)
-    plan = families()
-    validate >> plan
-    train = TrainFamilyOperator.partial(task_id="train", loaded=load.output).expand(family=plan)
-    select = SelectModelOperator(task_id="select", loaded=load.output, results=train.output)
-    evaluate = EvaluateModelOperator(task_id="evaluate", loaded=load.output, selected=select.output)
-    register = RegisterModelOperator(task_id="register", loaded=load.output, selected=select.output,
-                                     metrics=evaluate.output)
-    compare = CompareOperator(task_id="compare", loaded=load.output, registered=register.output)
+    chain = training_chain(with_feedback=True)
+    trigger() >> chain.load
+    compare = CompareOperator(task_id="compare", loaded=chain.load.output, registered=chain.register.output)
     start = StartCanaryOperator(task_id="start_canary")
     canary = CanarySensor(task_id="canary", poke_interval=SETTINGS.canary_poke_seconds)
     verdict = CanaryBranchOperator(task_id="canary_verdict")

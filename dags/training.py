@@ -17,20 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import XComArg, dag, task
+from airflow.sdk import XComArg, dag
 
 from autoretrain.airflow.defaults import TAGS_BASE, default_args
 from autoretrain.airflow.operators import (
     AssignAliasOperator,
-    EvaluateModelOperator,
     GateBranchOperator,
-    LoadDataOperator,
-    RegisterModelOperator,
     ReportGateFailureOperator,
-    SelectModelOperator,
-    TrainFamilyOperator,
-    ValidateDataOperator,
-    resolve_families,
+    training_chain,
 )
 from autoretrain.airflow.params import training_params
 from autoretrain.config import load_settings
@@ -48,24 +42,11 @@ from autoretrain.config import load_settings
     doc_md=__doc__,
 )
 def training() -> None:
-    @task
-    def families(**context) -> list[str]:
-        """The families to train in this run (Param ``families``)."""
-        return resolve_families(context)
-
-    load = LoadDataOperator(task_id="load")
-    validate = ValidateDataOperator(task_id="validate", loaded=load.output)
-    plan = families()
-    validate >> plan
-    train = TrainFamilyOperator.partial(task_id="train", loaded=load.output).expand(family=plan)
-    select = SelectModelOperator(task_id="select", loaded=load.output, results=train.output)
-    evaluate = EvaluateModelOperator(task_id="evaluate", loaded=load.output, selected=select.output)
-    register = RegisterModelOperator(task_id="register", loaded=load.output, selected=select.output,
-                                     metrics=evaluate.output)
-    gate = GateBranchOperator(task_id="gate", registered=register.output, metrics=evaluate.output,
+    chain = training_chain()
+    gate = GateBranchOperator(task_id="gate", registered=chain.register.output, metrics=chain.evaluate.output,
                               passed_task_id="alias", failed_task_id="gate_failed")
-    gate >> [AssignAliasOperator(task_id="alias", registered=register.output),
-             ReportGateFailureOperator(task_id="gate_failed", registered=register.output,
+    gate >> [AssignAliasOperator(task_id="alias", registered=chain.register.output),
+             ReportGateFailureOperator(task_id="gate_failed", registered=chain.register.output,
                                        gate=XComArg(gate, key="gate"))]
 
 

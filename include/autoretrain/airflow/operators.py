@@ -8,9 +8,10 @@ tasks arrive through templated fields (pass ``other_task.output``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from airflow.sdk import BaseBranchOperator, BaseOperator, Context
+from airflow.sdk import BaseBranchOperator, BaseOperator, Context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from autoretrain.config import Settings, SettingsError, load_settings
@@ -228,3 +229,35 @@ class ReportGateFailureOperator(BaseOperator):
                                         self.registered["version"]))
         send_alert(alert, settings, context=context)  # never raises: Slack trouble is recorded, not fatal
         return alert.text
+
+
+@task(task_id="families")
+def plan_families(**context: Any) -> list[str]:
+    """The families to train in this run (Param ``families``)."""
+    return resolve_families(context)
+
+
+@dataclass(frozen=True)
+class TrainingChain:
+    """The tasks of a training chain that DAGs wire further (the others are internal to it)."""
+
+    load: LoadDataOperator
+    evaluate: EvaluateModelOperator
+    register: RegisterModelOperator
+
+
+def training_chain(*, with_feedback: bool = False) -> TrainingChain:
+    """``load → validate → families → train[family] → select → evaluate → register`` in the current DAG.
+
+    Shared by ``training`` and ``retrain_compare_promote``: only what follows ``register`` differs.
+    """
+    load = LoadDataOperator(task_id="load", with_feedback=with_feedback)
+    validate = ValidateDataOperator(task_id="validate", loaded=load.output)
+    plan = plan_families()
+    validate >> plan
+    train = TrainFamilyOperator.partial(task_id="train", loaded=load.output).expand(family=plan)
+    select = SelectModelOperator(task_id="select", loaded=load.output, results=train.output)
+    evaluate = EvaluateModelOperator(task_id="evaluate", loaded=load.output, selected=select.output)
+    register = RegisterModelOperator(task_id="register", loaded=load.output, selected=select.output,
+                                     metrics=evaluate.output)
+    return TrainingChain(load=load, evaluate=evaluate, register=register)
