@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from scipy import stats
 
 from autoretrain import textstats as ts
-from autoretrain.evaluation import compute_metrics
+from autoretrain.evaluation import compute_metrics, json_safe
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class DriftResult:
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (for MLflow, the metrics table, Slack)."""
         return {"name": self.name, "score": self.score, "threshold": self.threshold,
-                "drifted": self.drifted, "details": _plain(self.details)}
+                "drifted": self.drifted, "details": json_safe(self.details)}
 
 
 @dataclass(frozen=True)
@@ -90,18 +90,6 @@ class DriftReport:
                 "n_window": self.n_window, "n_reference": self.n_reference, "n_labelled": self.n_labelled,
                 "text_rows": self.text_rows, "skipped": dict(self.skipped),
                 "results": [r.as_dict() for r in self.results]}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 # ------------------------------------------------------------------------------ registry

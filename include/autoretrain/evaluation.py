@@ -28,6 +28,19 @@ HIGHER_IS_BETTER: dict[str, bool] = {
 }
 
 
+def json_safe(value: Any) -> Any:
+    """JSON-able copy: numpy scalars to Python, NaN/inf to None (XCom, MLflow and Postgres JSON refuse NaN)."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def expected_calibration_error(y_true: Sequence[int] | np.ndarray, proba: Sequence[float] | np.ndarray,
                                *, bins: int = ECE_BINS) -> float:
     """ECE of P(positive): sum over equal-width bins of |observed rate - mean predicted| x bin weight."""

@@ -18,7 +18,6 @@ passes its gates even when (2) or (3) fail; the gates are never skipped.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from autoretrain.config import COMPARISON_TESTS, Settings
-from autoretrain.evaluation import HIGHER_IS_BETTER, check_gates, compute_metrics
+from autoretrain.evaluation import HIGHER_IS_BETTER, check_gates, compute_metrics, json_safe
 from autoretrain.stats import COUNT_METRICS, mcnemar, paired_bootstrap
 
 #: metrics reported for both models and their difference
@@ -115,7 +114,7 @@ def decide_promotion(champion: Scores | None, challenger: Scores, policy: Policy
     if champion.version is not None and champion.version == challenger.version:
         reasons.append(f"the challenger is the champion (version {champion.version}): nothing to promote")
         numbers["checks"].update(improvement=False, significance=False)
-        return Decision(False, [*reasons, "reject: the challenger is already the champion"], _clean(numbers))
+        return Decision(False, [*reasons, "reject: the challenger is already the champion"], json_safe(numbers))
     champ_metrics = compute_metrics(labels, champion.proba, positive_label=policy.positive_label,
                                     threshold=policy.threshold)
     numbers["champion"] = _report(champion.version, champ_metrics)
@@ -184,23 +183,10 @@ def _significance(labels: np.ndarray, champion: Scores, challenger: Scores, poli
 def _verdict(passed: bool, reasons: list[str], numbers: dict[str, Any], policy: Policy) -> Decision:
     gates_ok = numbers["checks"]["gates"]
     if passed:
-        return Decision(True, [*reasons, "promote: every check passed"], _clean(numbers))
+        return Decision(True, [*reasons, "promote: every check passed"], json_safe(numbers))
     failed = [name for name, ok in numbers["checks"].items() if not ok]
     if policy.force and gates_ok:
         numbers["forced"] = True
         return Decision(True, [*reasons, f"promote (forced): the gates pass; failed checks overridden: "
-                                         f"{', '.join(failed)}"], _clean(numbers))
-    return Decision(False, [*reasons, f"reject: failed {', '.join(failed)}"], _clean(numbers))
-
-
-def _clean(value: Any) -> Any:
-    """JSON-able: numpy scalars to Python, NaN to None (XCom, MLflow and Postgres JSON refuse NaN)."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+                                         f"{', '.join(failed)}"], json_safe(numbers))
+    return Decision(False, [*reasons, f"reject: failed {', '.join(failed)}"], json_safe(numbers))
