@@ -21,8 +21,8 @@ setup: $(STAMP)  ## .venv from requirements.lock, the package (editable), AIRFLO
 $(STAMP): requirements.lock pyproject.toml tools/airflow_home.py
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
 	$(UV) venv --allow-existing --seed --python 3.11 $(VENV)
-	VIRTUAL_ENV=$(VENV) $(UV) pip install -q -r requirements.lock
-	VIRTUAL_ENV=$(VENV) $(UV) pip install -q --no-deps -e .
+	$(UV) pip install -q --python $(PY) -r requirements.lock
+	$(UV) pip install -q --python $(PY) --no-deps -e .
 	$(PY) tools/airflow_home.py
 	$(VENV)/bin/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 	$(VENV)/bin/airflow dags reserialize > $(AIRFLOW_HOME)/dags-reserialize.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/dags-reserialize.log; exit 1)
