@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-done
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
 export AUTORETRAIN_HOME := $(ROOT)
-export AIRFLOW_HOME := $(ROOT)/.airflow
+export AIRFLOW_HOME := $(ROOT)/.autoretrain/airflow
 export AIRFLOW_CONFIG := $(ROOT)/airflow.cfg
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
@@ -65,4 +65,4 @@ bench-training: setup  ## full model sweep on the bundled data: table + one JSON
 	$(PY) benchmarks/bench_training.py
 
 clean:  ## remove local state (keeps .venv)
-	rm -rf .autoretrain .airflow/logs .airflow/airflow.db
+	rm -rf .autoretrain $(STAMP)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import random
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from sklearn.naive_bayes import ComplementNB
 from autoretrain import audit, promotion_cli, registry, rollout, store, tracking
 from autoretrain.alert_store import AlertStore
 from autoretrain.config import Settings, load_settings
+from autoretrain.data.scenarios import referral_campaign
 from autoretrain.data.sources import read_dataset
 from autoretrain.evaluation import compute_metrics
 from autoretrain.models import build_pipeline, get_family, positive_proba
@@ -342,21 +342,6 @@ def test_canary_passes_and_promotes_then_a_broken_one_is_withdrawn(settings, pip
 
 
 # ------------------------------------------------------------------------------ the DAGs end to end
-def drifted_traffic(n_spam: int, n_ham: int, seed: int = 5) -> list[tuple[str, str]]:
-    """A new spam campaign the 2012 corpus never saw (the champion calls it ham), plus ordinary chat."""
-    rng = random.Random(seed)
-    names = ["jess", "mike", "anna", "tom", "priya", "leo", "sam", "kate", "omar", "lucy"]
-    coins = ["bitcoin", "eth", "solana", "dogecoin", "the new token"]
-    spam = [(f"hey its {rng.choice(names)} from the {rng.choice(['group chat', 'gym', 'office', 'book club'])}, "
-             f"that {rng.choice(coins)} thing I told u about went up {rng.randint(3, 40)}x this week, want me to "
-             f"add u? just send your wallet {rng.choice(['today', 'tonight', 'before monday'])} #{i}", "spam")
-            for i in range(n_spam)]
-    ham = [(f"{rng.choice(names)} are we still on for {rng.choice(['dinner', 'the movie', 'coffee', 'football'])} "
-            f"{rng.choice(['tonight', 'tomorrow', 'on saturday'])}? running {rng.randint(5, 30)} min late #{i}", "ham")
-           for i in range(n_ham)]
-    return spam + ham
-
-
 def _decision(run) -> dict[str, Any]:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -397,7 +382,7 @@ def test_retrain_dag_promotes_on_drifted_traffic_and_rollback_restores_exactly(a
 
     # 2. drift: a new spam campaign reaches users; the champion calls it ham; users report it
     champion, _ = registry.load_verified(client, model_name, "champion")
-    traffic = drifted_traffic(200, 100)
+    traffic = referral_campaign(200, 100)
     proba = positive_proba(champion, pd.DataFrame({"text": [t for t, _ in traffic]}), "spam")
     assert (proba[:200] >= 0.5).mean() < 0.05  # the champion misses the campaign
     at = datetime.now(UTC) - timedelta(hours=1)
