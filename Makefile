@@ -11,7 +11,7 @@ export AIRFLOW_HOME := $(ROOT)/.autoretrain/airflow
 export AIRFLOW_CONFIG := $(ROOT)/airflow.cfg
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: setup test test-unit lint demo down validate serve bench-training bench-serving bench-drift-quality bench-drift-speed bench-minimum-samples clean help
+.PHONY: setup test test-unit lint demo up down status validate serve bench-training bench-serving bench-drift-quality bench-drift-speed bench-minimum-samples clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -37,11 +37,17 @@ test-unit: setup  ## fast tests only (no servers)
 lint: setup  ## ruff (with Airflow 3 AIR3 and the no-heavy-imports-in-DAGs TID253 rules)
 	$(VENV)/bin/ruff check include dags tests benchmarks tools
 
-demo: setup  ## train on the bundled SMS data through the real training DAG, on embedded defaults
+demo: setup  ## the closed loop on embedded defaults: train, serve, drift, monitoring, retrain, promote (~6 min)
 	$(PY) tools/demo.py
 
-down:  ## stop what `make demo` left running (the MLflow server)
-	@for f in .autoretrain/demo/*.pid; do [ -f "$$f" ] && kill -- -$$(cat "$$f") 2>/dev/null; rm -f "$$f"; done; true
+up: setup  ## start the native stack (MLflow, Airflow components, prediction service) without the simulation
+	$(PY) tools/stack.py up
+
+down:  ## stop the stack that `make up` / `make demo` started (Airflow task processes included)
+	@if [ -x $(PY) ]; then $(PY) tools/stack.py down; fi
+
+status:  ## which processes of the stack run
+	@$(PY) tools/stack.py status
 
 serve: setup  ## prediction service on models:/<model_name>@champion (AUTORETRAIN_SERVING_HOST/PORT, default 127.0.0.1:8000)
 	$(VENV)/bin/autoretrain serve

@@ -22,7 +22,8 @@ PTH = """import os; exec({code!r})
 """
 CODE = """
 h = {root!r}
-for k, v in (("AUTORETRAIN_HOME", h), ("AIRFLOW_HOME", h + "/.autoretrain/airflow"), ("AIRFLOW_CONFIG", h + "/airflow.cfg")):
+for k, v in (("AUTORETRAIN_HOME", h), ("AIRFLOW_HOME", h + "/.autoretrain/airflow"),
+             ("AIRFLOW_CONFIG", h + "/airflow.cfg")):
     os.environ.setdefault(k, v)
 s = os.environ["AIRFLOW_HOME"] + "/secrets.env"
 if os.path.exists(s):

@@ -111,6 +111,12 @@ class AirflowAPI:
         path = f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances?limit=1000"
         return self._request("GET", path)["task_instances"]
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        """The value a task pushed (JSON), e.g. the dict an operator returned."""
+        path = (f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}/xcomEntries/{_q(key)}"
+                f"?map_index={map_index}&deserialize=true")
+        return self._request("GET", path)["value"]
+
     def wait_run(self, dag_id: str, run_id: str, timeout: float = 600.0, poll: float = 2.0,
                  on_task: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Follow a run until it finishes; call ``on_task`` once per task instance state change."""

@@ -130,7 +130,12 @@ def measure_window(settings: Settings, *, start: datetime, end: datetime) -> dic
     client = tracking.client_for(settings)
     if registry.alias_version(client, settings.model_name, registry.CHAMPION) is None:
         log.warning("no champion for %s yet: nothing to monitor", settings.model_name)
-        return {"status": "no champion", "insufficient_data": True, "drifted": False}
+        summary = {"status": "no champion", "insufficient_data": True, "drifted": False, "results": []}
+        engine = engine_for(settings)  # the window still gets its row, so its decision can be recorded
+        _upsert(engine, settings=settings, window=Window(start, end, [], [], []), version=None, report=summary,
+                run_id=None)
+        engine.dispose()
+        return summary
     champion = load_champion(settings, client)
     ref = champion.ref
     engine = engine_for(settings)
@@ -210,7 +215,7 @@ def record_action(settings: Settings, *, start: datetime, end: datetime, action:
     engine.dispose()
 
 
-def _upsert(engine: Engine, *, settings: Settings, window: Window, version: str, report: dict[str, Any],
+def _upsert(engine: Engine, *, settings: Settings, window: Window, version: str | None, report: dict[str, Any],
             run_id: str | None) -> None:
     t = drift_windows
     key = {"model_name": settings.model_name, "window_start": window.start, "window_end": window.end}

@@ -133,6 +133,23 @@ def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(a
     assert count == 2
 
 
+def test_window_without_a_champion_ends_in_no_action_at_once(airflow_db, env, monkeypatch):
+    """Found under the real scheduler: with no champion the sensor waited its whole 10-minute timeout."""
+    settings, _, _ = env
+    monkeypatch.setenv("AUTORETRAIN_MODEL_NAME", f"never-trained-{uuid.uuid4().hex[:8]}")
+    end = datetime(2026, 11, 9, 6, 0, tzinfo=UTC)
+    run = dag_from_bag("monitoring").test(run_conf={"window_end": end.isoformat(), "window_hours": 6})
+    states = task_states(run)
+    assert run.state == "success", states
+    assert states["measure"] == states["decide"] == states["no_action"] == "success"
+    assert states["drift_detected"] == "skipped" and states["trigger_retrain"] == "skipped"
+    row = monitoring.read_window_row(load_settings(), start=end - timedelta(hours=6), end=end)
+    assert row["report"]["status"] == "no champion" and row["insufficient_data"] is True
+    assert row["model_version"] is None and row["n_predictions"] == 0
+    assert row["retrain"] is False and row["action"] == "no action"
+    assert row["decision"]["reasons"][0] == "no window with enough data to judge"
+
+
 def test_drift_endpoint_and_cli_give_the_monitoring_json(env, tmp_path, capsys):
     from fastapi.testclient import TestClient
 

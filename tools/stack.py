@@ -1,0 +1,150 @@
+"""`make up` / `make down` / `make status`: the AutoRetrain stack as native processes, on embedded defaults.
+
+    python tools/stack.py up       start what is not running, wait until healthy, print the URLs
+    python tools/stack.py down     stop everything (Airflow task processes included)
+    python tools/stack.py status   what runs, and where
+
+The stack: an MLflow server (SQLite store, local artifacts), Airflow 3's components on the
+project's SQLite metadata DB with the LocalExecutor (api-server, scheduler, dag-processor,
+triggerer) and the prediction service on ``models:/<model_name>@champion``. Every process gets the
+same environment (tracking URI, AutoRetrain's database, the API token), so the DAGs' tasks and the
+service share one prediction log. State, logs and pid files live under ``.autoretrain/stack/``
+(git-ignored); ``make demo`` uses the same stack and runs the closed loop on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from autoretrain import localstack
+from autoretrain.localstack import Service
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = ROOT / ".autoretrain" / "stack"
+BIN = Path(sys.executable).parent
+AIRFLOW_PORT = int(os.environ.get("AIRFLOW__API__PORT", "8080"))
+MLFLOW_PORT = 5000
+SERVING_PORT = 8000
+AIRFLOW_URL = f"http://127.0.0.1:{AIRFLOW_PORT}"
+MLFLOW_URL = f"http://127.0.0.1:{MLFLOW_PORT}"
+SERVING_URL = f"http://127.0.0.1:{SERVING_PORT}"
+
+
+def api_token() -> str:
+    """The service's bearer token for /feedback and /admin/*, generated once per stack folder."""
+    path = STATE / "api_token"
+    if not path.exists():
+        STATE.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def airflow_password() -> str:
+    """The admin password the simple auth manager generated (the file appears when the api-server starts)."""
+    path = Path(os.environ["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+    return json.loads(path.read_text())["admin"]
+
+
+def stack_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment every process of the stack shares."""
+    return {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": MLFLOW_URL,
+        "AUTORETRAIN_DATABASE_URL": f"sqlite:///{STATE / 'autoretrain.db'}",
+        "AUTORETRAIN_API_TOKEN": api_token(),
+        "AUTORETRAIN_SERVING_PORT": str(SERVING_PORT),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "PYTHONUNBUFFERED": "1",
+        **(extra or {}),
+    }
+
+
+def services() -> list[Service]:
+    airflow = str(BIN / "airflow")
+    mlflow_dir = STATE / "mlflow"
+    return [
+        Service("mlflow", [str(BIN / "mlflow"), "server", "--backend-store-uri",
+                           f"sqlite:///{mlflow_dir / 'mlflow.db'}", "--artifacts-destination",
+                           str(mlflow_dir / "artifacts"), "--host", "127.0.0.1", "--port", str(MLFLOW_PORT),
+                           "--workers", "1"], f"{MLFLOW_URL}/health"),
+        Service("airflow-api-server", [airflow, "api-server", "--port", str(AIRFLOW_PORT)],
+                f"{AIRFLOW_URL}/api/v2/monitor/health"),
+        Service("airflow-scheduler", [airflow, "scheduler"]),
+        Service("airflow-dag-processor", [airflow, "dag-processor"]),
+        Service("airflow-triggerer", [airflow, "triggerer"]),
+        Service("prediction-service", [str(BIN / "autoretrain"), "serve"], f"{SERVING_URL}/health"),
+    ]
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def up(extra_env: Mapping[str, str] | None = None, progress: Callable[[str], None] = print) -> None:
+    """Start the stack's missing processes and wait until every one is healthy."""
+    (STATE / "mlflow").mkdir(parents=True, exist_ok=True)
+    already = localstack.running(STATE)
+    ports = {"mlflow": MLFLOW_PORT, "airflow-api-server": AIRFLOW_PORT, "prediction-service": SERVING_PORT}
+    busy = [f"{port} ({name})" for name, port in ports.items() if name not in already and _port_taken(port)]
+    if busy:
+        raise localstack.StackError(f"port(s) {', '.join(busy)} already in use by another program; stop it first")
+    wanted = services()
+    localstack.start(wanted, STATE, stack_env(extra_env))
+    localstack.wait_healthy(wanted, STATE, timeout=240, progress=progress)
+
+
+def down(progress: Callable[[str], None] = print) -> None:
+    stopped = localstack.stop(STATE)
+    progress(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+def urls() -> str:
+    try:
+        password = airflow_password()
+    except (OSError, KeyError, ValueError):
+        password = "(see simple_auth_manager_passwords.json.generated in AIRFLOW_HOME)"
+    return "\n".join([
+        f"  Airflow UI    {AIRFLOW_URL}   (user admin, password {password})",
+        f"  MLflow UI     {MLFLOW_URL}",
+        f"  API docs      {SERVING_URL}/docs   (bearer token for /feedback and /admin: {STATE / 'api_token'})",
+        f"  logs          {STATE / 'logs'}",
+    ])
+
+
+def status() -> int:
+    alive = localstack.running(STATE)
+    for service in services():
+        pid = alive.get(service.name)
+        print(f"  {service.name:22s} {'running, pid ' + str(pid) if pid else 'stopped'}")  # noqa: T201
+    return 0 if alive else 3
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "status"
+    if command == "up":
+        try:
+            up()
+        except localstack.StackError as err:
+            print(f"error: {err}", file=sys.stderr)  # noqa: T201
+            return 1
+        print("AutoRetrain stack is up (stop it with `make down`):\n" + urls())  # noqa: T201
+        return 0
+    if command == "down":
+        down()
+        return 0
+    if command == "status":
+        return status()
+    print(__doc__, file=sys.stderr)  # noqa: T201
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
