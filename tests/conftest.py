@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +39,9 @@ os.environ.update({
     "AUTORETRAIN_STATE_DIR": str(SESSION_TMP / "state"),  # never write into the checkout's .autoretrain
     "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # mlflow server otherwise starts a job runner and ~8 huey consumers (for its GenAI jobs), which
+    # AutoRetrain never uses: on 2 cores they slowed every test that starts a server
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     "GIT_PYTHON_REFRESH": "quiet",
 })
 os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -107,11 +110,15 @@ def wait_http(url: str, *, timeout: float = 90.0, proc: subprocess.Popen | None 
 
 
 @contextlib.contextmanager
-def serving_process(cmd: list[str], health_url: str, log_path: Path, *,
-                    timeout: float = 90.0) -> Generator[None, None, None]:
-    """Run ``cmd`` (output to ``log_path``) until the block ends; wait for ``health_url`` first."""
+def serving_process(cmd: list[str], health_url: str, log_path: Path, *, timeout: float = 90.0,
+                    env: Mapping[str, str] | None = None) -> Generator[None, None, None]:
+    """Run ``cmd`` (output to ``log_path``) until the block ends; wait for ``health_url`` first.
+
+    ``env`` adds to (or overrides) this process's environment for ``cmd`` only.
+    """
     with log_path.open("w") as log_file:
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
+                                env={**os.environ, **env} if env else None)
     try:
         wait_http(health_url, timeout=timeout, proc=proc)
         yield

@@ -61,6 +61,7 @@ def stack_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         "AUTORETRAIN_API_TOKEN": api_token(),
         "AUTORETRAIN_SERVING_PORT": str(SERVING_PORT),
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no job runner + huey consumers: unused, costly on 2 cores
         "PYTHONUNBUFFERED": "1",
         **(extra or {}),
     }
