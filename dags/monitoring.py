@@ -59,7 +59,8 @@ def monitoring() -> None:
     alert = DriftAlertOperator(task_id="drift_alert")
     trigger = TriggerDagRunOperator(
         task_id="trigger_retrain", trigger_dag_id="retrain_compare_promote",
-        conf={"reason": "drift detected by monitoring", "drift_reasons": XComArg(sensor)})
+        conf={"reason": "drift detected by monitoring", "drift_reasons": XComArg(sensor),
+              "monitoring_run_id": "{{ run_id }}"})
     measure >> decide >> sensor >> [alert, trigger]
     trigger >> RecordActionOperator(task_id="record_retrain", action="retrain triggered")
     sensor >> RecordActionOperator(task_id="no_action", action="no action", trigger_rule="all_skipped")

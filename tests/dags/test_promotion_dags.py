@@ -72,7 +72,7 @@ def test_canary_sensor_reschedules(dagbag) -> None:
 def test_retrain_params_form(dagbag) -> None:
     params = dagbag.dags["retrain_compare_promote"].params
     assert list(params.keys()) == ["reason", "families", "cv_folds", "force", "dry_run", "canary_minutes",
-                                   "canary_percent", "drift_reasons"]
+                                   "canary_percent", "drift_reasons", "monitoring_run_id"]
     assert params["force"] is False and params["dry_run"] is False
     assert params.get_param("canary_minutes").schema == {"type": "integer", "minimum": 0, "title": "Canary minutes"}
     assert params["canary_minutes"] == 30 and params["canary_percent"] == 10

@@ -51,6 +51,8 @@ def retrain_params(settings: Settings) -> dict[str, Param]:
                                 title="Canary percent", description="Share of users the challenger answers."),
         "drift_reasons": Param(None, type=["null", "object", "array"], title="Drift details",
                                description="Set by the monitoring DAG: the drift decision that triggered this run."),
+        "monitoring_run_id": Param(None, type=["null", "string"], title="Monitoring run",
+                                   description="Set by the monitoring DAG: the run whose window triggered this one."),
     }
 
 
