@@ -204,8 +204,13 @@ class Windows:
         self.start = datetime.now(UTC) - timedelta(minutes=1)
 
     def next(self) -> tuple[datetime, datetime]:
+        """Close the current window now (after at least 40 s: the DAG measures windows of 36 s or more)."""
         time.sleep(1.0)  # the last predictions reach the log
-        end = max(datetime.now(UTC), self.start + timedelta(minutes=1))  # the DAG's minimum is 36 s
+        wait = (self.start + timedelta(seconds=40) - datetime.now(UTC)).total_seconds()
+        if wait > 0:  # never end a window in the future: later traffic would fall into it unmeasured
+            say(f"  (window open for {wait:.0f} s more: windows are at least 40 s long)")
+            time.sleep(wait)
+        end = datetime.now(UTC)
         start, self.start = self.start, end
         return start, end
 
