@@ -22,6 +22,7 @@ Everything lives under `.autoretrain/` (git-ignored). A second `make demo` start
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -42,13 +43,16 @@ from autoretrain.config import load_settings  # noqa: E402
 from autoretrain.data.scenarios import holdout_messages, referral_campaign  # noqa: E402
 
 # The demo's only departures from the defaults, so the loop fits in a few minutes: a one-minute
-# canary checked every 10 s, and the service polling the registry every 2 s.
+# canary checked every 10 s, and the service polling the registry every 2 s. Each can be set in the
+# environment instead (e.g. `AUTORETRAIN_CANARY_MINUTES=0 make demo` promotes without a canary).
 DEMO_ENV = {
     "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",  # the demo unpauses what it uses
-    "AUTORETRAIN_CANARY_MINUTES": "1",
-    "AUTORETRAIN_CANARY_GRACE_SECONDS": "5",
-    "AUTORETRAIN_CANARY_POKE_SECONDS": "10",
-    "AUTORETRAIN_RELOAD_INTERVAL_SECONDS": "2",
+    **{key: os.environ.get(key, default) for key, default in (
+        ("AUTORETRAIN_CANARY_MINUTES", "1"),
+        ("AUTORETRAIN_CANARY_GRACE_SECONDS", "5"),
+        ("AUTORETRAIN_CANARY_POKE_SECONDS", "10"),
+        ("AUTORETRAIN_RELOAD_INTERVAL_SECONDS", "2"),
+    )},
 }
 DAGS = ("training", "monitoring", "retrain_compare_promote", "rollback", "dataset_validation")
 STARTED = time.monotonic()
@@ -188,7 +192,7 @@ def monitor(api: AirflowAPI, start: datetime, end: datetime, label: str) -> dict
 def reset() -> None:
     """Stop a running stack and start from empty state (the demo is repeatable)."""
     stack.down(progress=say)
-    airflow_home = Path(stack.os.environ["AIRFLOW_HOME"])
+    airflow_home = Path(os.environ["AIRFLOW_HOME"])
     shutil.rmtree(stack.STATE, ignore_errors=True)
     for path in airflow_home.glob("airflow.db*"):
         path.unlink()
