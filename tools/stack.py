@@ -103,7 +103,10 @@ def up(extra_env: Mapping[str, str] | None = None, progress: Callable[[str], Non
 
 
 def down(progress: Callable[[str], None] = print) -> None:
-    stopped = localstack.stop(STATE)
+    # MLflow last: the service and the tasks talk to it while they shut down (the service's alias
+    # poller would sit in urllib3 retries against a stopped MLflow, delaying its exit by ~30 s)
+    users = [s.name for s in services() if s.name != "mlflow"]
+    stopped = localstack.stop(STATE, users) + localstack.stop(STATE, ["mlflow"])
     progress(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 

@@ -45,7 +45,6 @@ from autoretrain.data.validation import (
 )
 from autoretrain.evaluation import check_gates, compute_metrics, select_best
 from autoretrain.models import get_family, positive_proba, search_family
-from autoretrain.plots import evaluation_figures
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +238,8 @@ def evaluate_model(settings: Settings, *, parent_run_id: str, selected: dict[str
     proba = positive_proba(model, test, settings.positive_label)
     metrics = compute_metrics(test["label"], proba, positive_label=settings.positive_label,
                               threshold=settings.decision_threshold)
+    from autoretrain.plots import evaluation_figures  # matplotlib: only this step draws (~1 s per task saved)
+
     figures = evaluation_figures(test["label"], proba, metrics, labels=settings.labels,
                                  positive_label=settings.positive_label)
     scores = test[[c for c in ("label", "text", "origin") if c in test.columns]].assign(proba=proba)
