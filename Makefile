@@ -37,7 +37,7 @@ test-unit: setup  ## fast tests only (no servers)
 lint: setup  ## ruff (with Airflow 3 AIR3 and the no-heavy-imports-in-DAGs TID253 rules)
 	$(VENV)/bin/ruff check include dags tests benchmarks tools
 
-demo: setup  ## the closed loop on embedded defaults: train, serve, drift, monitoring, retrain, promote (~9 min on 2 cores)
+demo: setup  ## the closed loop on embedded defaults: train, serve, drift, monitoring, retrain, promote (~6 min on 2 cores)
 	$(PY) tools/demo.py
 
 up: setup  ## start the native stack (MLflow, Airflow components, prediction service) without the simulation
