@@ -185,6 +185,21 @@ def task_states(run) -> dict[str, str]:
         return {ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in tis}
 
 
+def retrain_conf_triggered_by(monitoring_run) -> dict:
+    """The conf of the one ``retrain_compare_promote`` run this monitoring run triggered.
+
+    Other test modules run retrain_compare_promote in the same Airflow DB: the conf names its trigger.
+    """
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs = session.query(DagRun).filter(DagRun.dag_id == "retrain_compare_promote").all()
+        mine = [r for r in runs if (r.conf or {}).get("monitoring_run_id") == monitoring_run.run_id]
+        assert len(mine) == 1, [(r.run_id, r.conf) for r in runs]
+        return dict(mine[0].conf)
+
+
 @pytest.fixture
 def model_name() -> str:
     """A registered-model name unique to the test, so tests never see each other's aliases."""

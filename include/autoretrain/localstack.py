@@ -112,7 +112,7 @@ def wait_healthy(services: Iterable[Service], state_dir: Path, timeout: float = 
         alive = running(state_dir)
         for name, service in list(pending.items()):
             if name not in alive:
-                tail = _tail(log_file(state_dir, name))
+                tail = tail_of(log_file(state_dir, name))
                 raise StackError(f"{name} exited during start-up; last lines of its log:\n{tail}")
             if service.health_url is None or answers(service.health_url):
                 pending.pop(name)
@@ -171,7 +171,8 @@ def _name(proc: object) -> str:
         return "?"
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def tail_of(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file, for error messages."""
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:

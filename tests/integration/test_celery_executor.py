@@ -196,13 +196,6 @@ def services(*, api_port: int, health_port: str, queue: str, workers: Mapping[st
     return stack
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 @contextlib.contextmanager
 def running(stack: list[localstack.Service], state_dir: Path, env: dict[str, str]
             ) -> Generator[dict[str, int], None, None]:
@@ -213,7 +206,8 @@ def running(stack: list[localstack.Service], state_dir: Path, env: dict[str, str
         yield pids
     except BaseException:
         for service in stack:
-            print(f"\n----- {service.name} (last lines) -----\n{_tail(localstack.log_file(state_dir, service.name))}")
+            tail = localstack.tail_of(localstack.log_file(state_dir, service.name), 40)
+            print(f"\n----- {service.name} (last lines) -----\n{tail}")
         raise
     finally:
         localstack.stop(state_dir, timeout=20)

@@ -17,7 +17,7 @@ import httpx
 from autoretrain import registry, tracking
 from autoretrain.config import load_settings
 from autoretrain.data.scenarios import holdout_messages, referral_campaign
-from tests.conftest import SESSION_TMP, dag_from_bag, free_port, serving_process, task_states
+from tests.conftest import SESSION_TMP, dag_from_bag, free_port, retrain_conf_triggered_by, serving_process, task_states
 
 FAST = {"families": ["logreg"], "cv_folds": 2}
 TOKEN = "closed-loop-token"
@@ -69,7 +69,7 @@ def test_drift_in_live_traffic_ends_with_a_new_champion_answering_predict(airflo
         assert states["trigger_retrain"] == "success" and states["no_action"] == "skipped", states
 
         # 4. the retrain (with the conf monitoring gave it) promotes a challenger
-        conf = _triggered_conf(watched)
+        conf = retrain_conf_triggered_by(watched)
         assert conf["reason"] == "drift detected by monitoring" and conf["drift_reasons"]["retrain"] is True
         retrained = dag_from_bag("retrain_compare_promote").test(run_conf={**conf, **FAST, "canary_minutes": 0})
         states = task_states(retrained)
@@ -87,15 +87,3 @@ def test_drift_in_live_traffic_ends_with_a_new_champion_answering_predict(airflo
             time.sleep(0.5)
         assert {a["model_version"] for a in answers} == {"2"}
         assert sum(a["label"] == "spam" for a in answers) >= 36  # >= 90 % of unseen campaign messages
-
-
-def _triggered_conf(monitoring_run) -> dict:
-    """The conf of the retrain DagRun the monitoring run's TriggerDagRunOperator created."""
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        runs = session.query(DagRun).filter(DagRun.dag_id == "retrain_compare_promote").all()
-        mine = [r for r in runs if (r.conf or {}).get("monitoring_run_id") == monitoring_run.run_id]
-        assert len(mine) == 1, [(r.run_id, r.conf) for r in runs]
-        return dict(mine[0].conf)

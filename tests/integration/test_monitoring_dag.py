@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from autoretrain import monitoring, store, tracking
 from autoretrain.config import load_settings
 from autoretrain.training import RunKey, run_training
-from tests.conftest import dag_from_bag, task_states
+from tests.conftest import dag_from_bag, retrain_conf_triggered_by, task_states
 
 pytestmark = pytest.mark.integration
 
@@ -101,15 +101,7 @@ def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(a
     assert states["drift_detected"] == "success" and states["no_action"] == "skipped"
     assert states["drift_alert"] == "success"
     assert states["trigger_retrain"] == "success" and states["record_retrain"] == "success"
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        runs = session.query(DagRun).filter(DagRun.dag_id == "retrain_compare_promote").all()
-        # other test modules run retrain_compare_promote in the same Airflow DB: the conf names its trigger
-        triggered = [r for r in runs if (r.conf or {}).get("monitoring_run_id") == run.run_id]
-        assert len(triggered) == 1
-        conf = triggered[0].conf
+    conf = retrain_conf_triggered_by(run)
     assert conf["reason"] == "drift detected by monitoring"
     assert conf["drift_reasons"]["retrain"] is True
     assert any("emerging_terms" in reason for reason in conf["drift_reasons"]["reasons"])
