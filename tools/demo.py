@@ -303,11 +303,8 @@ def build_summary(settings: Any, first: str | None, second: str | None, windows:
                   decision: dict[str, Any], traffic: BackgroundTraffic, timings: dict[str, Any]) -> dict[str, Any]:
     from autoretrain import tracking
     from autoretrain.alert_store import AlertStore
-    from autoretrain.config import load_settings as load
 
-    demo_settings = load().with_overrides({"tracking_uri": stack.MLFLOW_URL,
-                                           "database_url": stack.stack_env()["AUTORETRAIN_DATABASE_URL"]})
-    client = tracking.client_for(demo_settings)
+    client = tracking.client_for(settings.with_overrides({"tracking_uri": stack.MLFLOW_URL}))
 
     def version(v: str | None) -> dict[str, Any]:
         if v is None:
@@ -317,7 +314,7 @@ def build_summary(settings: Any, first: str | None, second: str | None, windows:
                 "holdout": {k.removeprefix("holdout_"): round(float(x), 4) for k, x in mv.tags.items()
                             if k.startswith("holdout_")}}
 
-    with AlertStore(demo_settings.database_url) as alerts:
+    with AlertStore(stack.DATABASE_URL) as alerts:
         raised = [{"kind": a.kind, "severity": a.severity, "title": a.title, "status": a.status,
                    "transport": a.transport} for a in reversed(alerts.records(limit=50))]
     numbers = decision.get("numbers", {})

@@ -34,6 +34,7 @@ SERVING_PORT = 8000
 AIRFLOW_URL = f"http://127.0.0.1:{AIRFLOW_PORT}"
 MLFLOW_URL = f"http://127.0.0.1:{MLFLOW_PORT}"
 SERVING_URL = f"http://127.0.0.1:{SERVING_PORT}"
+DATABASE_URL = f"sqlite:///{STATE / 'autoretrain.db'}"  # prediction log, feedback, drift windows, alerts, audit
 
 
 def api_token() -> str:
@@ -57,7 +58,7 @@ def stack_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return {
         **os.environ,
         "MLFLOW_TRACKING_URI": MLFLOW_URL,
-        "AUTORETRAIN_DATABASE_URL": f"sqlite:///{STATE / 'autoretrain.db'}",
+        "AUTORETRAIN_DATABASE_URL": DATABASE_URL,
         "AUTORETRAIN_API_TOKEN": api_token(),
         "AUTORETRAIN_SERVING_PORT": str(SERVING_PORT),
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
