@@ -1,7 +1,7 @@
 """Drift detection quality on scenarios built from the bundled SMS Spam Collection.
 
 The reference model (one family, ``logreg`` by default) is trained once with
-``autoretrain.models.search_family`` on the de-duplicated 80 % training split; the reference is
+``autoretrain.training.families.search_family`` on the de-duplicated 80 % training split; the reference is
 that split with the model's out-of-fold probabilities. Windows are drawn from the 20 % hold-out,
 which the model never saw:
 
@@ -36,8 +36,8 @@ import pandas as pd
 from autoretrain.config import load_settings
 from autoretrain.data.prepare import deduplicate, split
 from autoretrain.data.sources import read_dataset
-from autoretrain.drift import CHECKS, Sample, build_reference, decide_retrain, out_of_fold_proba, run_checks
-from autoretrain.models import positive_proba, search_family
+from autoretrain.monitoring.drift import CHECKS, Sample, build_reference, decide_retrain, out_of_fold_proba, run_checks
+from autoretrain.training.families import positive_proba, search_family
 
 SCENARIOS = ("no_drift", "campaign", "prior_shift", "concept")
 CAMPAIGN_WORDS = ("bitcoin", "crypto", "airdrop", "nft", "metamask", "binance", "usdt", "staking", "defi",

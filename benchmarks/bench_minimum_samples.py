@@ -24,8 +24,8 @@ from sklearn.svm import LinearSVC
 from autoretrain.config import load_settings
 from autoretrain.data.prepare import deduplicate, split
 from autoretrain.data.sources import read_dataset
-from autoretrain.evaluation import compute_metrics
-from autoretrain.models import build_pipeline, positive_proba
+from autoretrain.training.evaluation import compute_metrics
+from autoretrain.training.families import build_pipeline, positive_proba
 
 SIZES = (250, 500, 750, 1000, 1500, 2000, 3000)
 

@@ -1,7 +1,7 @@
 """Serving benchmark: AutoRetrain's prediction service vs ``mlflow models serve`` on the same model.
 
 In a temporary folder: an ``mlflow server`` (SQLite store), one model trained and registered as
-champion through ``autoretrain.training.run_training``; then each server in turn on loopback, one
+champion through ``autoretrain.training.steps.run_training``; then each server in turn on loopback, one
 process and one worker each: ``mlflow models serve --env-manager local`` and
 ``python -m autoretrain.serving`` with prediction logging ON (SQLite). The same small asyncio
 HTTP/1.1 keep-alive client sends single-message requests (messages of the SMS dataset) at
@@ -155,7 +155,7 @@ def register_model(tmp: Path, env: dict[str, str], families: str, cv_folds: int)
     wait_http(f"{uri}/health", server)
     os.environ["MLFLOW_TRACKING_URI"] = uri
     from autoretrain.config import load_settings
-    from autoretrain.training import RunKey, run_training
+    from autoretrain.training.steps import RunKey, run_training
 
     settings = load_settings().with_overrides({"families": families.split(","), "cv_folds": cv_folds,
                                                "model_name": env["AUTORETRAIN_MODEL_NAME"],
@@ -230,7 +230,7 @@ def main() -> int:
         exit_code = stop(ours)
         requests_sent = 1 + args.warmup + 2 * args.requests
 
-        from autoretrain import store
+        from autoretrain.serving import prediction_log as store
 
         rows_logged = store.count_predictions(store.make_engine(f"sqlite:///{db}"))
     finally:

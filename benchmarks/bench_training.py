@@ -24,8 +24,8 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from autoretrain.config import KNOWN_FAMILIES, load_settings
 from autoretrain.data.prepare import deduplicate, split
 from autoretrain.data.sources import read_dataset
-from autoretrain.evaluation import compute_metrics, select_best
-from autoretrain.models import build_pipeline, get_family, make_folds, positive_proba, search_family
+from autoretrain.training.evaluation import compute_metrics, select_best
+from autoretrain.training.families import build_pipeline, get_family, make_folds, positive_proba, search_family
 
 
 def peer_gridsearch(train, family: str, *, cv_folds: int, seed: int, positive: str) -> tuple[dict, float]:

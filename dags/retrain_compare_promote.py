@@ -26,7 +26,6 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import TriggerRule, dag, task
 
 from autoretrain.airflow.defaults import TAGS_BASE, default_args
-from autoretrain.airflow.operators import training_chain
 from autoretrain.airflow.promotion import (
     LABELLED_FEEDBACK,
     CanaryBranchOperator,
@@ -39,6 +38,7 @@ from autoretrain.airflow.promotion import (
     retrain_params,
     trigger_reason,
 )
+from autoretrain.airflow.training import training_chain
 from autoretrain.config import load_settings
 
 SETTINGS = load_settings()

@@ -20,13 +20,13 @@ import pendulum
 from airflow.sdk import XComArg, dag
 
 from autoretrain.airflow.defaults import TAGS_BASE, default_args
-from autoretrain.airflow.operators import (
+from autoretrain.airflow.params import training_params
+from autoretrain.airflow.training import (
     AssignAliasOperator,
     GateBranchOperator,
     ReportGateFailureOperator,
     training_chain,
 )
-from autoretrain.airflow.params import training_params
 from autoretrain.config import load_settings
 
 

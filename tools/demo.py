@@ -37,10 +37,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import stack  # noqa: E402 - tools/stack.py, next to this file
-
-from autoretrain.airflow_api import AirflowAPI  # noqa: E402
 from autoretrain.config import load_settings  # noqa: E402
-from autoretrain.data.scenarios import holdout_messages, referral_campaign  # noqa: E402
+from devstack.airflow_api import AirflowAPI  # noqa: E402
+from devstack.scenarios import holdout_messages, referral_campaign  # noqa: E402
 
 # The demo's only departures from the defaults, so the loop fits in a few minutes: a one-minute
 # canary checked every 10 s, and the service polling the registry every 2 s. Each can be set in the
@@ -302,7 +301,7 @@ def main() -> int:
 def build_summary(settings: Any, first: str | None, second: str | None, windows: dict[str, Any],
                   decision: dict[str, Any], traffic: BackgroundTraffic, timings: dict[str, Any]) -> dict[str, Any]:
     from autoretrain import tracking
-    from autoretrain.alert_store import AlertStore
+    from autoretrain.alerts.store import AlertStore
 
     client = tracking.client_for(settings.with_overrides({"tracking_uri": stack.MLFLOW_URL}))
 

@@ -22,8 +22,8 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from autoretrain import localstack
-from autoretrain.localstack import Service
+from devstack import localstack
+from devstack.localstack import Service
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".autoretrain" / "stack"

@@ -23,11 +23,11 @@ CONFIG_ENV = "AUTORETRAIN_CONFIG"
 HOME_ENV = "AUTORETRAIN_HOME"
 #: settings that are secrets: never logged, printed or sent to MLflow
 SECRET_FIELDS = ("api_token",)
-#: model families (autoretrain.models.FAMILIES holds their definitions; a test keeps both in step)
+#: model families (autoretrain.training.families.FAMILIES holds their definitions; a test keeps both in step)
 KNOWN_FAMILIES = ("multinomial_nb", "complement_nb", "logreg", "linear_svm", "sgd")
-#: paired tests the champion/challenger comparison can require (see autoretrain.promotion)
+#: paired tests the champion/challenger comparison can require (see autoretrain.promotion.decision)
 COMPARISON_TESTS = ("mcnemar", "bootstrap", "both")
-#: metrics that selection can rank by (see autoretrain.evaluation.compute_metrics)
+#: metrics that selection can rank by (see autoretrain.training.evaluation.compute_metrics)
 RANKABLE_METRICS = ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc", "pr_auc", "ece", "brier", "fpr")
 
 
@@ -104,7 +104,7 @@ class Settings:
     alert_channel_info: str = "#autoretrain"
     alert_cooldown_minutes: int = 60  # the same alert (dedup key) is not repeated within this time
 
-    # --- serving (issue 3): autoretrain.serving + the prediction log in autoretrain.store (database_url)
+    # --- serving (issue 3): autoretrain.serving, its prediction log on database_url
     serving_host: str = "127.0.0.1"
     serving_port: int = 8000
     api_token: str = dataclasses.field(default="", repr=False)  # bearer token of /feedback, /admin/*; empty: off
@@ -118,7 +118,7 @@ class Settings:
     max_batch_messages: int = 256  # messages per POST /predict/batch
     top_features: int = 5  # explaining terms per prediction; 0: none
 
-    # --- retrain-compare-promote (issue 5): comparison, canary rollout (autoretrain.promotion, .canary)
+    # --- retrain-compare-promote (issue 5): comparison, canary rollout (autoretrain.promotion)
     comparison_test: str = "mcnemar"  # mcnemar | bootstrap | both: the paired test(s) that must be significant
     bootstrap_samples: int = 2000  # resamples of the paired bootstrap and of the model card's intervals
     canary_minutes: int = 30  # canary window; 0: promote right after the comparison, without a canary

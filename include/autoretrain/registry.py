@@ -5,7 +5,7 @@ model artifact (tag ``autoretrain.sha256``); every load recomputes and compares 
 tampered artifact is refused with :class:`ModelIntegrityError`.
 
 Every alias move goes through :func:`move_alias`, which records it in the append-only
-``alias_audit`` table (:mod:`autoretrain.audit`) in the same transaction: the rows are written
+``alias_audit`` table (:mod:`autoretrain.audit.aliases`) in the same transaction: the rows are written
 first, the aliases moved in MLflow, and the transaction committed only after MLflow accepted every
 move. If MLflow refuses or is unreachable, the aliases already moved are put back, nothing is
 recorded, and :class:`AliasMoveError` is raised so the caller (an Airflow task) retries.
@@ -31,7 +31,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sqlalchemy.engine import Engine
 
-from autoretrain import audit
+from autoretrain.audit import aliases as audit
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,9 @@ import psutil
 import pytest
 import yaml
 
-from autoretrain import localstack, registry
-from autoretrain.airflow_api import AirflowAPI
+from autoretrain import registry
+from devstack import localstack
+from devstack.airflow_api import AirflowAPI
 from tests.conftest import PG_HOST, ROOT, free_port
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ import httpx
 
 from autoretrain import registry, tracking
 from autoretrain.config import load_settings
-from autoretrain.data.scenarios import holdout_messages, referral_campaign
+from devstack.scenarios import holdout_messages, referral_campaign
 from tests.conftest import SESSION_TMP, dag_from_bag, free_port, retrain_conf_triggered_by, serving_process, task_states
 
 FAST = {"families": ["logreg"], "cv_folds": 2}

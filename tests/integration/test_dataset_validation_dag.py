@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from autoretrain.alerts import airflow_run_url, validation_failure_alert
+from autoretrain.alerts.messages import airflow_run_url, validation_failure_alert
 from tests.conftest import ROOT, dag_from_bag, task_states
 
 pytestmark = pytest.mark.integration

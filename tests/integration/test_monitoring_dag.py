@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from autoretrain import monitoring, store, tracking
+from autoretrain import tracking
 from autoretrain.config import load_settings
-from autoretrain.training import RunKey, run_training
+from autoretrain.monitoring import windows as monitoring
+from autoretrain.serving import prediction_log as store
+from autoretrain.training.steps import RunKey, run_training
 from tests.conftest import dag_from_bag, retrain_conf_triggered_by, task_states
 
 pytestmark = pytest.mark.integration
@@ -144,7 +146,7 @@ def test_window_without_a_champion_ends_in_no_action_at_once(airflow_db, env, mo
 def test_drift_endpoint_and_cli_give_the_monitoring_json(env, tmp_path, capsys):
     from fastapi.testclient import TestClient
 
-    from autoretrain.cli import main
+    from autoretrain.cli.main import main
     from autoretrain.serving.app import create_app
 
     settings, _, holdout = env

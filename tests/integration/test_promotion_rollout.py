@@ -33,15 +33,19 @@ import sqlalchemy as sa
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.naive_bayes import ComplementNB
 
-from autoretrain import audit, promotion_cli, registry, rollout, store, tracking
-from autoretrain.alert_store import AlertStore
+from autoretrain import registry, tracking
+from autoretrain.alerts.store import AlertStore
+from autoretrain.audit import aliases as audit
+from autoretrain.cli import promotion as promotion_cli
 from autoretrain.config import Settings, load_settings
-from autoretrain.data.scenarios import referral_campaign
 from autoretrain.data.sources import read_dataset
-from autoretrain.evaluation import compute_metrics
-from autoretrain.models import build_pipeline, get_family, positive_proba
+from autoretrain.promotion import rollout
+from autoretrain.serving import prediction_log as store
 from autoretrain.serving.routing import RoutingConfig, choose
-from autoretrain.training import HOLDOUT_SCORES, SKOPS_TRUSTED_TYPES, pinned_requirements
+from autoretrain.training.evaluation import compute_metrics
+from autoretrain.training.families import build_pipeline, get_family, positive_proba
+from autoretrain.training.steps import HOLDOUT_SCORES, SKOPS_TRUSTED_TYPES, pinned_requirements
+from devstack.scenarios import referral_campaign
 from tests.conftest import dag_from_bag, free_port, task_states
 
 pytestmark = pytest.mark.integration

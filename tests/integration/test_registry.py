@@ -12,8 +12,8 @@ from sklearn.naive_bayes import ComplementNB
 
 from autoretrain import registry, tracking
 from autoretrain.config import load_settings
-from autoretrain.models import build_pipeline
-from autoretrain.training import (
+from autoretrain.training.families import build_pipeline
+from autoretrain.training.steps import (
     SKOPS_TRUSTED_TYPES,
     RunKey,
     load_data,

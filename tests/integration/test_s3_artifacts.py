@@ -3,7 +3,7 @@
 * Proxied, as the compose setup runs it: ``mlflow server --artifacts-destination s3://<bucket>/mlflow``
   (Postgres backend store). Only the server has the S3 endpoint and keys; this process has none,
   so every artifact byte goes through the server. A model trained and registered by
-  :func:`autoretrain.training.run_training` is objects in the bucket (MLmodel, model.skops,
+  :func:`autoretrain.training.steps.run_training` is objects in the bucket (MLmodel, model.skops,
   requirements.txt, ...), byte for byte what ``load_verified`` hashes; it loads and predicts; a
   ``model.skops`` with one byte flipped in S3 is refused naming the version, and ``champion``
   stays. The run's training data (``data/train.parquet``) is in the bucket with the digest the run
@@ -30,7 +30,7 @@ import pytest
 from autoretrain import registry, tracking
 from autoretrain.config import Settings, load_settings
 from autoretrain.data.sources import frame_digest
-from autoretrain.training import RunKey, run_training
+from autoretrain.training.steps import RunKey, run_training
 from tests.conftest import ROOT, SESSION_TMP, free_port, serving_process
 
 pytestmark = pytest.mark.integration
@@ -184,8 +184,8 @@ def test_direct_s3_artifacts_written_by_the_client_are_verified(s3_mlflow, bucke
     import mlflow.sklearn
     from sklearn.naive_bayes import ComplementNB
 
-    from autoretrain.models import build_pipeline
-    from autoretrain.training import SKOPS_TRUSTED_TYPES, pinned_requirements
+    from autoretrain.training.families import build_pipeline
+    from autoretrain.training.steps import SKOPS_TRUSTED_TYPES, pinned_requirements
 
     for key, value in {"MLFLOW_S3_ENDPOINT_URL": bucket.endpoint, **KEYS}.items():
         monkeypatch.setenv(key, value)

@@ -26,12 +26,13 @@ import pytest
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.naive_bayes import ComplementNB
 
-from autoretrain import registry, store, tracking
+from autoretrain import registry, tracking
 from autoretrain.config import Settings, load_settings
 from autoretrain.data.sources import read_dataset
-from autoretrain.models import build_pipeline, get_family
+from autoretrain.serving import prediction_log as store
 from autoretrain.serving.routing import RoutingConfig, choose
-from autoretrain.training import SKOPS_TRUSTED_TYPES, pinned_requirements
+from autoretrain.training.families import build_pipeline, get_family
+from autoretrain.training.steps import SKOPS_TRUSTED_TYPES, pinned_requirements
 from tests.conftest import SESSION_TMP, free_port, wait_http
 
 pytestmark = pytest.mark.integration

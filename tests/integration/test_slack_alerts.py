@@ -17,8 +17,8 @@ import pytest
 from airflow.providers.slack.notifications.slack import ICON_URL
 
 from autoretrain.airflow.alerting import send_alert
-from autoretrain.alert_store import AlertStore
-from autoretrain.alerts import drift_alert, promotion_alert, task_failure_alert
+from autoretrain.alerts.messages import drift_alert, promotion_alert, task_failure_alert
+from autoretrain.alerts.store import AlertStore
 from autoretrain.config import Settings
 from tests.integration.conftest import API_TOKEN
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from autoretrain import config, models
+from autoretrain import config
 from autoretrain.config import Settings, SettingsError, load_settings
+from autoretrain.training import families as models
 
 
 def _write(path: Path, payload: object) -> Path:

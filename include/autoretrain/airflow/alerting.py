@@ -17,8 +17,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from autoretrain.airflow.operators import settings_for
-from autoretrain.alerts import (
+from autoretrain.airflow.training import settings_for
+from autoretrain.alerts.messages import (
     BUILDERS,
     Alert,
     Route,
@@ -56,7 +56,7 @@ class Delivery:
 def send_alert(alert: Alert, settings: Settings, *, context: Mapping[str, Any] | None = None,
                now: datetime | None = None) -> Delivery:
     """Route ``alert`` by severity, hold it back within the cool-down, deliver it, record it."""
-    from autoretrain.alert_store import FAILED, LOGGED, SENT, SUPPRESSED
+    from autoretrain.alerts.store import FAILED, LOGGED, SENT, SUPPRESSED
 
     now = now or datetime.now(UTC)  # wall clock on purpose: a cool-down is about when people were told
     ids = context_ids(context)
@@ -112,7 +112,7 @@ def _notifier(route: Route, alert: Alert) -> Any:
 def _open_store(settings: Settings) -> Any:
     import sqlalchemy as sa
 
-    from autoretrain.alert_store import AlertStore, database_url
+    from autoretrain.alerts.store import AlertStore, database_url
 
     try:
         return AlertStore(database_url(settings))

@@ -18,7 +18,7 @@ def on_task_failure(context: dict[str, Any]) -> None:
     """Alert that a task failed for good (after its retries)."""
     from autoretrain.airflow.alerting import airflow_url, context_ids, send_alert
     from autoretrain.airflow.dataset import DatasetRejected
-    from autoretrain.alerts import task_failure_alert, validation_failure_alert
+    from autoretrain.alerts.messages import task_failure_alert, validation_failure_alert
     from autoretrain.config import SettingsError, load_settings
 
     ids = context_ids(context)

@@ -18,7 +18,7 @@ from typing import Any
 from airflow.sdk import Asset, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from autoretrain.airflow.operators import settings_for
+from autoretrain.airflow.training import settings_for
 
 #: updated by every successful dataset_validation run; extra: digest, rows, snapshot uri
 VALIDATED_DATASET = Asset(name="autoretrain_validated_dataset", uri="x-autoretrain://datasets/validated",

@@ -1,4 +1,4 @@
-"""Monitoring operators and the ``DriftSensor``, thin over :mod:`autoretrain.monitoring`.
+"""Monitoring operators and the ``DriftSensor``, thin over :mod:`autoretrain.monitoring.windows`.
 
 The window of a run is its data interval ``[start, end)`` (Param ``window_end`` with
 ``window_hours`` overrides it for ad-hoc checks). ``DriftSensor`` waits until the window's decision
@@ -14,7 +14,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSkipException
 
-from autoretrain.airflow.operators import settings_for
+from autoretrain.airflow.training import settings_for
 
 
 def window_of(context: Context) -> tuple[datetime, datetime]:
@@ -37,7 +37,7 @@ class MeasureDriftOperator(BaseOperator):
     ui_color = "#fdf2e0"
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from autoretrain.monitoring import measure_window
+        from autoretrain.monitoring.windows import measure_window
 
         start, end = window_of(context)
         self.log.info("measuring window %s .. %s", start, end)
@@ -48,7 +48,7 @@ class DecideRetrainOperator(BaseOperator):
     """Retrain or not, with hysteresis over the latest windows; recorded on the window's row."""
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from autoretrain.monitoring import decide_window
+        from autoretrain.monitoring.windows import decide_window
 
         start, end = window_of(context)
         return decide_window(settings_for(context), start=start, end=end)
@@ -63,7 +63,7 @@ class DriftSensor(BaseSensorOperator):
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
-        from autoretrain.monitoring import read_decision
+        from autoretrain.monitoring.windows import read_decision
 
         start, end = window_of(context)
         decision = read_decision(settings_for(context), start=start, end=end)
@@ -87,7 +87,7 @@ class RecordActionOperator(BaseOperator):
         self.action = action
 
     def execute(self, context: Context) -> str:
-        from autoretrain.monitoring import record_action
+        from autoretrain.monitoring.windows import record_action
 
         start, end = window_of(context)
         record_action(settings_for(context), start=start, end=end, action=self.action)
@@ -101,8 +101,8 @@ class DriftAlertOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from autoretrain.airflow.alerting import airflow_url, send_alert
-        from autoretrain.alerts import drift_alert, mlflow_run_url
-        from autoretrain.monitoring import read_window_row
+        from autoretrain.alerts.messages import drift_alert, mlflow_run_url
+        from autoretrain.monitoring.windows import read_window_row
 
         settings = settings_for(context)
         start, end = window_of(context)

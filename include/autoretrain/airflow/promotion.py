@@ -1,4 +1,4 @@
-"""Operators and the sensor of ``retrain_compare_promote`` and ``rollback``: thin over :mod:`autoretrain.rollout`.
+"""Operators and the sensor of ``retrain_compare_promote`` and ``rollback``: thin over ``promotion.rollout``.
 
 ``compare`` (a branch) decides and pushes the decision as XCom ``decision``; the tasks after it pull
 it by task id (``decision_task_id``) rather than through an ``XComArg``, because an ``XComArg`` would
@@ -16,7 +16,7 @@ from typing import Any
 from airflow.sdk import Asset, BaseBranchOperator, BaseOperator, BaseSensorOperator, Context, Param, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
-from autoretrain.airflow.operators import settings_for
+from autoretrain.airflow.training import settings_for
 from autoretrain.config import KNOWN_FAMILIES, Settings
 
 #: new labelled traffic worth a retrain; emitted by whatever ingests labels (e.g. through Airflow's
@@ -108,7 +108,7 @@ def _metrics(decision: Mapping[str, Any]) -> dict[str, Any]:
 
 def _alert(kind: str, context: Context, **fields: Any) -> None:
     from autoretrain.airflow.alerting import airflow_url, send_alert
-    from autoretrain.alerts import build_alert, mlflow_model_url
+    from autoretrain.alerts.messages import build_alert, mlflow_model_url
 
     settings = settings_for(context)
     version = fields.get("version") or fields.get("to_version")
@@ -131,7 +131,7 @@ class CompareOperator(BaseBranchOperator):
         self.registered = registered
 
     def choose_branch(self, context: Context) -> str:
-        from autoretrain.rollout import compare_challenger
+        from autoretrain.promotion.rollout import compare_challenger
 
         params = context.get("params") or {}
         decision = compare_challenger(settings_for(context), parent_run_id=self.loaded["parent_run_id"],
@@ -155,7 +155,7 @@ class StartCanaryOperator(BaseOperator):
         self.decision_task_id = decision_task_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from autoretrain.rollout import start_canary
+        from autoretrain.promotion.rollout import start_canary
 
         decision = _decision(context, self.decision_task_id)
         return start_canary(settings_for(context), version=decision["version"], reasons=decision["reasons"],
@@ -174,7 +174,7 @@ class CanarySensor(BaseSensorOperator):
         self.start_task_id = start_task_id
 
     def poke(self, context: Context) -> PokeReturnValue:
-        from autoretrain.rollout import canary_status
+        from autoretrain.promotion.rollout import canary_status
 
         canary = _pull(context, self.start_task_id)
         if not canary:
@@ -210,7 +210,7 @@ class PromoteOperator(BaseOperator):
                                                                              trigger_task_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from autoretrain.rollout import promote_challenger
+        from autoretrain.promotion.rollout import promote_challenger
 
         decision = _decision(context, self.decision_task_id)
         canary = _pull(context, self.canary_task_id)
@@ -253,7 +253,7 @@ class WithdrawOperator(BaseOperator):
         self.decision_task_id, self.canary_task_id = decision_task_id, canary_task_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from autoretrain.rollout import withdraw_challenger
+        from autoretrain.promotion.rollout import withdraw_challenger
 
         decision = _decision(context, self.decision_task_id)
         verdict = _pull(context, self.canary_task_id) or {}
@@ -271,8 +271,8 @@ class RollbackOperator(BaseOperator):
     ui_color = "#fdecea"
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.promotion.rollout import rollback
         from autoretrain.registry import RegistryError
-        from autoretrain.rollout import rollback
 
         params = context.get("params") or {}
         reason = str(params.get("reason") or "rollback requested")

@@ -12,7 +12,7 @@ exactly the rows that were validated. The default reads ``Settings.feedback_uri`
 * a SQLAlchemy URL with ``#table`` (no timestamps).
 
 When the prediction service's feedback table exists, point the validation DAG's
-``feedback_loader`` at a function of ``autoretrain.store`` (``"module:function"``).
+``feedback_loader`` at a function of ``autoretrain.serving.prediction_log`` (``"module:function"``).
 """
 
 from __future__ import annotations

@@ -26,8 +26,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import autoretrain
-from autoretrain import registry, store, tracking
+from autoretrain import registry, tracking
 from autoretrain.config import Settings, SettingsError
+from autoretrain.serving import prediction_log as store
 from autoretrain.serving import schemas
 from autoretrain.serving.fastlane import PredictFastLane
 from autoretrain.serving.manager import Loader, Lookup, ModelManager
@@ -264,7 +265,7 @@ def _add_drift_route(app: FastAPI, settings: Settings, bodies: schemas.RequestMo
 
     def champion_for(version: str) -> Any:
         from autoretrain import tracking
-        from autoretrain.monitoring import load_champion
+        from autoretrain.monitoring.windows import load_champion
 
         with lock:
             if version not in champions:
@@ -277,7 +278,7 @@ def _add_drift_route(app: FastAPI, settings: Settings, bodies: schemas.RequestMo
               responses={**_NOT_READY, 409: {"description": "the champion has no recorded training data"}})
     def drift_calculate(body: bodies.drift) -> dict[str, Any]:  # type: ignore[name-defined]
         """Drift of the posted messages against the champion's training reference (same JSON as monitoring)."""
-        from autoretrain.monitoring import adhoc_drift
+        from autoretrain.monitoring.windows import adhoc_drift
 
         if body.labels is not None and len(body.labels) != len(body.messages):
             raise HTTPException(422, f"labels has {len(body.labels)} entries but messages has "

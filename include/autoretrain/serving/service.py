@@ -9,9 +9,9 @@ from typing import Any
 
 from autoretrain.config import Settings
 from autoretrain.serving.manager import LoadedModel, ModelManager, ServingState
+from autoretrain.serving.prediction_log import PredictionLogWriter
 from autoretrain.serving.routing import CHAMPION, choose
 from autoretrain.serving.telemetry import ServingMetrics
-from autoretrain.store import PredictionLogWriter
 
 ShadowJob = tuple[LoadedModel, str, str, str | None, str, datetime]  # model, variant, text, user, id, time
 

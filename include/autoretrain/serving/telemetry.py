@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from autoretrain.store import WriterStats
+from autoretrain.serving.prediction_log import WriterStats
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

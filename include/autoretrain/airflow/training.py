@@ -1,0 +1,263 @@
+"""Operators for the training lifecycle, shared by the ``training`` and ``retrain_compare_promote`` DAGs.
+
+Each ``execute`` resolves the settings (file + environment + this run's Params), calls one function
+of :mod:`autoretrain.training.steps`, and returns its JSON-able result as the XCom. Inputs from upstream
+tasks arrive through templated fields (pass ``other_task.output``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.sdk import BaseBranchOperator, BaseOperator, Context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from autoretrain.config import Settings, SettingsError, load_settings
+
+
+def settings_for(context: Context) -> Settings:
+    """The settings of this run: file and environment, overridden by the DAG run's Params."""
+    try:
+        return load_settings().with_overrides(dict(context.get("params") or {}))
+    except SettingsError as err:  # a bad Param or settings file: retrying will not help
+        raise AirflowFailException(str(err)) from err
+
+
+def run_key(context: Context) -> Any:
+    """The (dag_id, run_id) key that makes every step of this run idempotent."""
+    from autoretrain.training.steps import RunKey
+
+    return RunKey(dag_id=context["dag"].dag_id, run_id=context["run_id"])
+
+
+def resolve_families(context: Context) -> list[str]:
+    """The model families of this run (Param ``families``); an empty list fails the run."""
+    families = list(settings_for(context).families)
+    if not families:
+        raise AirflowFailException("no model families selected (Param 'families' is empty)")
+    return families
+
+
+class LoadDataOperator(BaseOperator):
+    """Read the configured data source and snapshot it into this run's MLflow parent run.
+
+    ``with_feedback=True`` adds the prediction log's labelled traffic up to the run's data interval
+    end (the challenger's data in ``retrain_compare_promote``).
+    """
+
+    ui_color = "#e8f4fd"
+
+    def __init__(self, *, with_feedback: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.with_feedback = with_feedback
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.airflow.dataset import run_time
+        from autoretrain.data.sources import DataSourceError
+        from autoretrain.training.steps import load_data
+
+        try:
+            return load_data(settings_for(context), run_key(context),
+                             feedback_until=run_time(context) if self.with_feedback else None)
+        except DataSourceError as err:  # a broken source does not get better on retry
+            from autoretrain.airflow.dataset import DatasetRejected
+            from autoretrain.data.sources import redact_uri
+            from autoretrain.data.validation import unreadable_report
+
+            source = redact_uri(settings_for(context).resolved_data_uri())
+            raise DatasetRejected.from_report(unreadable_report(source, str(err))) from err
+
+
+class ValidateDataOperator(BaseOperator):
+    """Blocking data checks, then de-duplication and the stratified split. Fails without retry."""
+
+    template_fields: Sequence[str] = ("loaded",)
+    ui_color = "#e8f4fd"
+
+    def __init__(self, *, loaded: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.loaded = loaded
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.airflow.dataset import DatasetRejected
+        from autoretrain.data.validation import DataValidationError
+        from autoretrain.training.steps import validate_data
+
+        try:  # validate_frame's default checks are the full DATASET_CHECKS list of the weekly DAG
+            return validate_data(settings_for(context), parent_run_id=self.loaded["parent_run_id"])
+        except DataValidationError as err:  # the failure callback sends the validation_failed alert
+            raise DatasetRejected.from_report(err.report) from err
+        except ValueError as err:
+            raise AirflowFailException(str(err)) from err
+
+
+class TrainFamilyOperator(BaseOperator):
+    """Search, calibrate and fit one model family (map it over families with ``expand``)."""
+
+    template_fields: Sequence[str] = ("loaded", "family")
+    ui_color = "#fff4e0"
+
+    def __init__(self, *, loaded: Any, family: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.loaded = loaded
+        self.family = family
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.training.steps import train_family
+
+        return train_family(settings_for(context), parent_run_id=self.loaded["parent_run_id"],
+                            family=self.family)
+
+
+class SelectModelOperator(BaseOperator):
+    """Pick the best family by cross-validated target metric (tie-break metric second)."""
+
+    template_fields: Sequence[str] = ("loaded", "results")
+
+    def __init__(self, *, loaded: Any, results: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.loaded = loaded
+        self.results = results
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.training.steps import select_model
+
+        return select_model(settings_for(context), parent_run_id=self.loaded["parent_run_id"],
+                            results=list(self.results))
+
+
+class EvaluateModelOperator(BaseOperator):
+    """Hold-out metrics and plots of the selected model."""
+
+    template_fields: Sequence[str] = ("loaded", "selected")
+
+    def __init__(self, *, loaded: Any, selected: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.loaded = loaded
+        self.selected = selected
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.training.steps import evaluate_model
+
+        return evaluate_model(settings_for(context), parent_run_id=self.loaded["parent_run_id"],
+                              selected=self.selected)
+
+
+class RegisterModelOperator(BaseOperator):
+    """Register the selected model with its SHA-256 (a retry reuses the same version)."""
+
+    template_fields: Sequence[str] = ("loaded", "selected", "metrics")
+    ui_color = "#e9f7ef"
+
+    def __init__(self, *, loaded: Any, selected: Any, metrics: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.loaded = loaded
+        self.selected = selected
+        self.metrics = metrics
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.training.steps import register_model
+
+        return register_model(settings_for(context), parent_run_id=self.loaded["parent_run_id"],
+                              selected=self.selected, metrics=self.metrics)
+
+
+class GateBranchOperator(BaseBranchOperator):
+    """Absolute quality gates; follows ``passed_task_id`` or ``failed_task_id``.
+
+    The decision (with one reason per gate) is pushed as XCom key ``gate``.
+    """
+
+    template_fields: Sequence[str] = ("registered", "metrics")
+
+    def __init__(self, *, registered: Any, metrics: Any, passed_task_id: str, failed_task_id: str,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.registered = registered
+        self.metrics = metrics
+        self.passed_task_id = passed_task_id
+        self.failed_task_id = failed_task_id
+
+    def choose_branch(self, context: Context) -> str:
+        from autoretrain.training.steps import gate_model
+
+        decision = gate_model(settings_for(context), registered=self.registered, metrics=self.metrics)
+        context["ti"].xcom_push(key="gate", value=decision)
+        return self.passed_task_id if decision["passed"] else self.failed_task_id
+
+
+class AssignAliasOperator(BaseOperator):
+    """``champion`` when there is none, else ``challenger`` (Param ``promote=false``: no alias)."""
+
+    template_fields: Sequence[str] = ("registered",)
+    ui_color = "#e9f7ef"
+
+    def __init__(self, *, registered: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.registered = registered
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from autoretrain.training.steps import assign_alias
+
+        settings = settings_for(context)
+        key = run_key(context)
+        return assign_alias(settings, registered=self.registered, promote=settings.promote, run_id=str(key),
+                            actor=f"airflow:{key.dag_id}.{self.task_id}")
+
+
+class ReportGateFailureOperator(BaseOperator):
+    """Alert (``gate_failed``: log, alert table, Slack when configured) why a version failed its gates."""
+
+    template_fields: Sequence[str] = ("registered", "gate")
+
+    def __init__(self, *, registered: Any, gate: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.registered = registered
+        self.gate = gate
+
+    def execute(self, context: Context) -> str:
+        from autoretrain.airflow.alerting import airflow_url, send_alert
+        from autoretrain.alerts.messages import gate_failure_alert, mlflow_model_url
+
+        settings = settings_for(context)
+        alert = gate_failure_alert(
+            model_name=self.registered["name"], version=self.registered["version"],
+            reasons=self.gate["reasons"], run_id=context["run_id"], airflow_url=airflow_url(context),
+            mlflow_url=mlflow_model_url(settings.resolved_tracking_uri(), self.registered["name"],
+                                        self.registered["version"]))
+        send_alert(alert, settings, context=context)  # never raises: Slack trouble is recorded, not fatal
+        return alert.text
+
+
+@task(task_id="families")
+def plan_families(**context: Any) -> list[str]:
+    """The families to train in this run (Param ``families``)."""
+    return resolve_families(context)
+
+
+@dataclass(frozen=True)
+class TrainingChain:
+    """The tasks of a training chain that DAGs wire further (the others are internal to it)."""
+
+    load: LoadDataOperator
+    evaluate: EvaluateModelOperator
+    register: RegisterModelOperator
+
+
+def training_chain(*, with_feedback: bool = False) -> TrainingChain:
+    """``load → validate → families → train[family] → select → evaluate → register`` in the current DAG.
+
+    Shared by ``training`` and ``retrain_compare_promote``: only what follows ``register`` differs.
+    """
+    load = LoadDataOperator(task_id="load", with_feedback=with_feedback)
+    validate = ValidateDataOperator(task_id="validate", loaded=load.output)
+    plan = plan_families()
+    validate >> plan
+    train = TrainFamilyOperator.partial(task_id="train", loaded=load.output).expand(family=plan)
+    select = SelectModelOperator(task_id="select", loaded=load.output, results=train.output)
+    evaluate = EvaluateModelOperator(task_id="evaluate", loaded=load.output, selected=select.output)
+    register = RegisterModelOperator(task_id="register", loaded=load.output, selected=select.output,
+                                     metrics=evaluate.output)
+    return TrainingChain(load=load, evaluate=evaluate, register=register)

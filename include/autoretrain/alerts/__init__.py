@@ -1,0 +1,1 @@
+"""Alerts: message builders (pure) and the alert log; delivery through Airflow lives in ``autoretrain.airflow``."""

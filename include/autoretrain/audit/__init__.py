@@ -1,0 +1,1 @@
+"""Audit: the append-only record of the model's lifecycle (every registry alias move)."""

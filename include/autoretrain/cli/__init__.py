@@ -1,0 +1,1 @@
+"""``autoretrain ...``: the command line, on the same functions the DAGs run."""

@@ -1,0 +1,128 @@
+"""``autoretrain promote | rollback | audit``: the rollout steps of the DAGs, from the shell.
+
+    autoretrain promote [VERSION] [--reason R] [--force] [--dry-run]   compare VERSION (default: the
+        challenger) with the champion on VERSION's hold-out; promote it when the decision says so
+    autoretrain rollback [--to VERSION] --reason R                      champion back to `previous`
+    autoretrain audit [--alias A] [--limit N]                           the recorded alias moves
+
+Each prints JSON on stdout. Exit codes: 0 done (promoted, rolled back), 1 rejected by the
+comparison, 2 a usage, settings or registry error. Alias moves are recorded with the actor
+``cli:<user>@<host>`` and ``--run-id`` (default: a timestamp); running the same command again
+with the same ``--run-id`` replays the recorded move instead of making a second one.
+
+Wire it into ``autoretrain.cli.main.build_parser`` with ``promotion_cli.add_commands(sub)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import socket
+import sys
+import time
+from typing import Any
+
+from autoretrain.config import Settings, SettingsError, load_settings
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``promote``, ``rollback`` and ``audit`` to the ``autoretrain`` sub-command parsers."""
+    promote = sub.add_parser("promote", help="compare a version with the champion and promote it if it wins")
+    promote.add_argument("version", nargs="?", default=None, help="version number (default: the challenger alias)")
+    promote.add_argument("--reason", default="promotion requested from the command line")
+    promote.add_argument("--force", action="store_true", help="promote when the gates pass even if not better")
+    promote.add_argument("--dry-run", action="store_true", help="print the decision, move nothing")
+    promote.add_argument("--run-id", default=None, help="idempotency key of the alias moves")
+    promote.set_defaults(func=cmd_promote)
+
+    rollback = sub.add_parser("rollback", help="put the champion back on the previous version, in one step")
+    rollback.add_argument("--to", dest="to_version", default=None, help="version to restore (default: previous)")
+    rollback.add_argument("--reason", required=True, help="why (recorded with the alias move)")
+    rollback.add_argument("--run-id", default=None, help="idempotency key of the alias move")
+    rollback.set_defaults(func=cmd_rollback)
+
+    history = sub.add_parser("audit", help="recorded alias moves, newest first")
+    history.add_argument("--alias", default=None, help="only this alias (champion, challenger, previous)")
+    history.add_argument("--limit", type=int, default=20)
+    history.set_defaults(func=cmd_audit)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None)).with_overrides(
+        {"tracking_uri": getattr(args, "tracking_uri", None), "model_name": getattr(args, "model_name", None)})
+
+
+def _ids(args: argparse.Namespace, command: str) -> dict[str, str]:
+    run_id = args.run_id or time.strftime(f"cli/{command}__%Y-%m-%dT%H:%M:%S")
+    return {"run_id": run_id, "actor": f"cli:{getpass.getuser()}@{socket.gethostname()}"}
+
+
+def _print(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Compare, then promote (no canary from the shell: run the DAG for a canary rollout)."""
+    from autoretrain import registry, tracking
+    from autoretrain.promotion import rollout
+
+    try:
+        settings = _settings(args)
+        client = tracking.client_for(settings)
+        ref = registry.get_version(client, settings.model_name, args.version or registry.CHALLENGER)
+        parent = ref.tags.get("autoretrain.parent_run_id")
+        if not parent:
+            log.error("version %s has no autoretrain.parent_run_id tag: it was not trained by AutoRetrain, so there "
+                      "is no hold-out to compare on", ref.version)
+            return EXIT_ERROR
+        decision = rollout.compare_challenger(settings, parent_run_id=parent, registered=ref.as_dict(),
+                                              force=args.force)
+        result: dict[str, Any] = {"decision": {k: decision[k] for k in ("promote", "reasons", "version",
+                                                                           "champion_version")}}
+        if decision["promote"] and not args.dry_run:
+            reasons = [f"cli: {args.reason}", *decision["reasons"]]
+            result["promotion"] = rollout.promote_challenger(settings, version=ref.version, reasons=reasons,
+                                                             **_ids(args, "promote"))
+    except (SettingsError, FileNotFoundError, registry.RegistryError, registry.AliasMoveError) as err:
+        log.error("%s", err)
+        return EXIT_ERROR
+    _print(result)
+    return EXIT_OK if decision["promote"] else EXIT_REJECTED
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Champion back to ``previous`` (or ``--to``), recorded."""
+    from autoretrain import registry
+    from autoretrain.promotion import rollout
+
+    try:
+        result = rollout.rollback(_settings(args), reason=args.reason, to_version=args.to_version,
+                                  **_ids(args, "rollback"))
+    except (SettingsError, registry.RegistryError, registry.AliasMoveError) as err:
+        log.error("%s", err)
+        return EXIT_ERROR
+    _print(result)
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Print the alias audit of the model, newest first."""
+    from autoretrain.audit import aliases as audit
+
+    try:
+        settings = _settings(args)
+    except SettingsError as err:
+        log.error("%s", err)
+        return EXIT_ERROR
+    with audit.engine_for(settings) as engine:
+        records = audit.history(engine, settings.model_name, alias=args.alias, limit=args.limit)
+    _print({"model": settings.model_name, "moves": [
+        {k: r.as_dict()[k] for k in ("created_at", "alias", "action", "from_version", "to_version", "actor",
+                                     "run_id", "reason")} for r in records]})
+    return EXIT_OK
