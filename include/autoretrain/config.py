@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoretrain.errors import AutoRetrainError
+
 ENV_PREFIX = "AUTORETRAIN_"
 CONFIG_ENV = "AUTORETRAIN_CONFIG"
 HOME_ENV = "AUTORETRAIN_HOME"
@@ -31,7 +33,7 @@ COMPARISON_TESTS = ("mcnemar", "bootstrap", "both")
 RANKABLE_METRICS = ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc", "pr_auc", "ece", "brier", "fpr")
 
 
-class SettingsError(ValueError):
+class SettingsError(AutoRetrainError, ValueError):
     """A settings file, environment variable or override has an unknown key or a bad value."""
 
 

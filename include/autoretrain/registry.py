@@ -32,6 +32,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.engine import Engine
 
 from autoretrain.audit import aliases as audit
+from autoretrain.errors import AutoRetrainError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +42,15 @@ CHALLENGER = "challenger"
 PREVIOUS = "previous"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(AutoRetrainError, RuntimeError):
     """A registry lookup or update failed (unknown model, alias or version)."""
 
 
-class AliasMoveError(RuntimeError):
+class AliasMoveError(TransientError, RuntimeError):
     """An alias move did not happen (MLflow or the audit table failed); nothing moved, nothing recorded."""
 
 
-class ModelIntegrityError(RuntimeError):
+class ModelIntegrityError(AutoRetrainError, RuntimeError):
     """A model artifact's SHA-256 does not match the one recorded at registration."""
 
 

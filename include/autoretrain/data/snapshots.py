@@ -27,6 +27,7 @@ import pandas as pd
 
 from autoretrain.config import Settings
 from autoretrain.data.sources import frame_digest, redact_uri
+from autoretrain.errors import TransientError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ DATA_FILE = "data.jsonl"
 REPORTS = "reports"
 
 
-class SnapshotError(RuntimeError):
+class SnapshotError(TransientError, RuntimeError):
     """The artifact store cannot be written or read, or a snapshot does not match its digest."""
 
 

@@ -32,6 +32,8 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
+from autoretrain.errors import AutoRetrainError
+
 log = logging.getLogger(__name__)
 
 FILE_SCHEMES = ("", "file", "http", "https", "s3")
@@ -40,7 +42,7 @@ MAX_REPORTED_PROBLEMS = 5
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
-class DataSourceError(ValueError):
+class DataSourceError(AutoRetrainError, ValueError):
     """A dataset could not be read, or its content does not have the expected shape."""
 
 

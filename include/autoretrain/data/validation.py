@@ -45,6 +45,7 @@ import pandas as pd
 from autoretrain.config import Settings
 from autoretrain.data.pii import PiiCounts, find_pii, redact
 from autoretrain.data.prepare import deduplicate, normalize_text, shared_texts, split
+from autoretrain.errors import EXIT_CHECK_FAILED, AutoRetrainError
 
 __all__ = ["BASIC_CHECKS", "DATASET_CHECKS", "FEEDBACK_CHECKS", "CheckResult", "DataValidationError",
            "ValidationReport", "check_class_balance", "check_duplicates", "check_empty_texts",
@@ -58,8 +59,10 @@ TIMESTAMP_COLUMN = "timestamp"
 MAX_WHERE = 5
 
 
-class DataValidationError(ValueError):
+class DataValidationError(AutoRetrainError, ValueError):
     """A dataset failed one or more blocking checks; the message lists each one."""
+
+    exit_code = EXIT_CHECK_FAILED
 
     def __init__(self, report: ValidationReport) -> None:
         self.report = report

@@ -27,6 +27,8 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.naive_bayes import ComplementNB, MultinomialNB
 from sklearn.svm import LinearSVC
 
+from autoretrain.errors import AutoRetrainError
+
 log = logging.getLogger(__name__)
 
 #: messages every loaded model scores before it serves: warm-up and the fast-path equality check
@@ -42,7 +44,7 @@ _EMPTY_I = np.zeros(0, dtype=np.intp)
 _EMPTY_F = np.zeros(0, dtype=np.float64)
 
 
-class Unsupported(TypeError):
+class Unsupported(AutoRetrainError, TypeError):
     """The pipeline has a step the fast path does not replay (it is served through the pipeline)."""
 
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from autoretrain.errors import AutoRetrainError
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODES = ("full", "shadow", "canary", "ab")
@@ -22,7 +24,7 @@ _MAX_WEIGHT = 1_000_000
 MAX_VARIANTS = 10  # every variant is an alias polled and a model held in memory
 
 
-class RoutingError(ValueError):
+class RoutingError(AutoRetrainError, ValueError):
     """A routing configuration that cannot be applied (unknown mode, bad percent or weights)."""
 
 

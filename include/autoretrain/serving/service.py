@@ -8,6 +8,7 @@ from time import perf_counter
 from typing import Any
 
 from autoretrain.config import Settings
+from autoretrain.errors import TransientError
 from autoretrain.serving.manager import LoadedModel, ModelManager, ServingState
 from autoretrain.serving.prediction_log import PredictionLogWriter
 from autoretrain.serving.routing import CHAMPION, choose
@@ -16,7 +17,7 @@ from autoretrain.serving.telemetry import ServingMetrics
 ShadowJob = tuple[LoadedModel, str, str, str | None, str, datetime]  # model, variant, text, user, id, time
 
 
-class NotReady(RuntimeError):
+class NotReady(TransientError, RuntimeError):
     """No champion is loaded yet (the service just started, or the registry has none)."""
 
 

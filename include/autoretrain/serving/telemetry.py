@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from autoretrain.errors import AutoRetrainError
 from autoretrain.serving.prediction_log import WriterStats
 
 Scope = MutableMapping[str, Any]
@@ -82,7 +83,7 @@ class ServingMetrics:
             self.model_info.labels(alias, version).set(1)
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(AutoRetrainError):
     """Raised from ``receive`` when a streamed body (no Content-Length) passes the limit."""
 
     def __init__(self, limit: int) -> None:

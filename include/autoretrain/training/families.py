@@ -22,6 +22,7 @@ from sklearn.naive_bayes import ComplementNB, MultinomialNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
+from autoretrain.errors import AutoRetrainError
 from autoretrain.training.evaluation import compute_metrics
 from autoretrain.training.features import build_features
 
@@ -56,7 +57,7 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-class UnknownFamilyError(ValueError):
+class UnknownFamilyError(AutoRetrainError, ValueError):
     """A family name that AutoRetrain does not know."""
 
 
