@@ -36,7 +36,10 @@ import pandas as pd
 from autoretrain.config import load_settings
 from autoretrain.data.prepare import deduplicate, split
 from autoretrain.data.sources import read_dataset
-from autoretrain.monitoring.drift import CHECKS, Sample, build_reference, decide_retrain, out_of_fold_proba, run_checks
+from autoretrain.monitoring.decision import decide_retrain
+from autoretrain.monitoring.drift import run_checks
+from autoretrain.monitoring.reference import Sample, build_reference, out_of_fold_proba
+from autoretrain.monitoring.registry import CHECKS
 from autoretrain.training.families import positive_proba, search_family
 
 SCENARIOS = ("no_drift", "campaign", "prior_shift", "concept")

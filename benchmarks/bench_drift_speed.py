@@ -35,7 +35,8 @@ from scipy.special import expit, logit  # noqa: E402
 from autoretrain.config import load_settings  # noqa: E402
 from autoretrain.data.prepare import deduplicate, split  # noqa: E402
 from autoretrain.data.sources import read_dataset  # noqa: E402
-from autoretrain.monitoring.drift import Sample, build_reference, out_of_fold_proba, run_checks  # noqa: E402
+from autoretrain.monitoring.drift import run_checks  # noqa: E402
+from autoretrain.monitoring.reference import Sample, build_reference, out_of_fold_proba  # noqa: E402
 from autoretrain.training.families import positive_proba, search_family  # noqa: E402
 
 REPLIES = ("ok", "pls", "thx", "lol", "2moro", "asap", "k", "cu", "gr8", "hmm")

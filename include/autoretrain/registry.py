@@ -31,12 +31,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sqlalchemy.engine import Engine
 
+from autoretrain import lineage
 from autoretrain.audit import aliases as audit
 from autoretrain.errors import AutoRetrainError, TransientError
 
 log = logging.getLogger(__name__)
 
-SHA_TAG = "autoretrain.sha256"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS = "previous"
@@ -93,7 +93,7 @@ def tree_sha256(root: str | Path) -> str:
 
 def _ref(mv: ModelVersion) -> ModelRef:
     return ModelRef(name=mv.name, version=str(mv.version), run_id=mv.run_id, source=mv.source,
-                    sha256=(mv.tags or {}).get(SHA_TAG), aliases=tuple(getattr(mv, "aliases", []) or []),
+                    sha256=(mv.tags or {}).get(lineage.SHA256), aliases=tuple(getattr(mv, "aliases", []) or []),
                     tags=dict(mv.tags or {}))
 
 
@@ -131,7 +131,7 @@ def register_version(client: MlflowClient, *, name: str, model_uri: str, run_id:
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp)
         sha = tree_sha256(local)
-    client.set_model_version_tag(name, version, SHA_TAG, sha)
+    client.set_model_version_tag(name, version, lineage.SHA256, sha)
     for key, value in (tags or {}).items():
         client.set_model_version_tag(name, version, key, str(value))
     log.info("registered %s version %s (sha256 %s...) from %s", name, version, sha[:12], model_uri)
@@ -300,7 +300,7 @@ def download_verified(client: MlflowClient, name: str, ref: str, dst: str | Path
     """Download version/alias ``ref`` into ``dst`` and check its SHA-256 against the registry."""
     model = get_version(client, name, ref)
     if not model.sha256:
-        raise ModelIntegrityError(f"{name} version {model.version} has no {SHA_TAG} tag; it was not "
+        raise ModelIntegrityError(f"{name} version {model.version} has no {lineage.SHA256} tag; it was not "
                                   "registered through AutoRetrain, refusing to load it unverified")
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=str(dst)))
     actual = tree_sha256(local)

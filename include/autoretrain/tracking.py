@@ -17,12 +17,15 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from autoretrain import lineage
 from autoretrain.config import Settings
+from autoretrain.errors import AutoRetrainError
 
 log = logging.getLogger(__name__)
 
-RUN_KEY_TAG = "autoretrain.run_key"
-PARENT_TAG = "mlflow.parentRunId"
+
+class ArtifactMissing(AutoRetrainError, FileNotFoundError):
+    """A run lacks an artifact an earlier step should have logged (that step failed or never ran)."""
 
 
 def client_for(settings: Settings) -> MlflowClient:
@@ -51,7 +54,7 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
 
 def find_run(client: MlflowClient, experiment_id: str, run_key: str) -> str | None:
     """The id of the run tagged with ``run_key``, or None."""
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'",
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{lineage.RUN_KEY}` = '{run_key}'",
                               max_results=1, order_by=["attributes.start_time ASC"])
     return runs[0].info.run_id if runs else None
 
@@ -63,9 +66,9 @@ def find_or_create_run(client: MlflowClient, experiment_id: str, *, run_key: str
     if existing:
         log.info("reusing MLflow run %s for %s", existing, run_key)
         return existing
-    all_tags = {RUN_KEY_TAG: run_key, **(tags or {})}
+    all_tags = {lineage.RUN_KEY: run_key, **(tags or {})}
     if parent_run_id:
-        all_tags[PARENT_TAG] = parent_run_id
+        all_tags[lineage.MLFLOW_PARENT_RUN_ID] = parent_run_id
     run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
     log.info("created MLflow run %s (%s) for %s", run.info.run_id, run_name, run_key)
     return run.info.run_id
@@ -76,15 +79,15 @@ def log_frame(client: MlflowClient, run_id: str, frame: pd.DataFrame, name: str)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.parquet"
         frame.to_parquet(path, index=False)
-        client.log_artifact(run_id, str(path), artifact_path="data")
+        client.log_artifact(run_id, str(path), artifact_path=lineage.FRAMES_DIR)
 
 
 def load_frame(client: MlflowClient, run_id: str, name: str) -> pd.DataFrame:
     """Read ``data/<name>.parquet`` back from the run."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = client.download_artifacts(run_id, f"data/{name}.parquet", tmp)
+            path = client.download_artifacts(run_id, f"{lineage.FRAMES_DIR}/{name}.parquet", tmp)
         except MlflowException as err:
-            raise FileNotFoundError(f"MLflow run {run_id} has no data/{name}.parquet; "
+            raise ArtifactMissing(f"MLflow run {run_id} has no {lineage.FRAMES_DIR}/{name}.parquet; "
                                     "did its load/validate task succeed?") from err
         return pd.read_parquet(path)

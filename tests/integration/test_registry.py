@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.naive_bayes import ComplementNB
 
-from autoretrain import registry, tracking
+from autoretrain import lineage, registry, tracking
 from autoretrain.config import load_settings
 from autoretrain.training.families import build_pipeline
 from autoretrain.training.steps import (
@@ -98,5 +98,5 @@ def test_retried_steps_reuse_their_runs(settings):
     again = train_family(settings, parent_run_id=loaded["parent_run_id"], family="complement_nb")
     assert again["run_id"] == first["run_id"] and again["model_uri"] == first["model_uri"]
     experiment = tracking.ensure_experiment(client, settings.experiment_name)
-    runs = client.search_runs([experiment], filter_string=f"tags.`{tracking.RUN_KEY_TAG}` LIKE '{key}%'")
+    runs = client.search_runs([experiment], filter_string=f"tags.`{lineage.RUN_KEY}` LIKE '{key}%'")
     assert len(runs) == 2  # one parent, one family child

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from autoretrain import registry, tracking
+from autoretrain import lineage, registry, tracking
 from autoretrain.config import Settings, load_settings
 from autoretrain.data.sources import frame_digest
 from autoretrain.training.steps import RunKey, run_training
@@ -121,7 +121,7 @@ def downloaded(client: Any, name: str, version: str) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp))
         files = {p.relative_to(local).as_posix(): p.read_bytes() for p in local.rglob("*") if p.is_file()}
-        assert registry.tree_sha256(local) == client.get_model_version(name, version).tags[registry.SHA_TAG]
+        assert registry.tree_sha256(local) == client.get_model_version(name, version).tags[lineage.SHA256]
     return files
 
 

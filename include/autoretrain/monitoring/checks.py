@@ -1,4 +1,4 @@
-"""The drift checks themselves, registered into :data:`autoretrain.monitoring.drift.CHECKS` on import.
+"""The drift checks themselves, registered into :data:`autoretrain.monitoring.registry.CHECKS` on import.
 
 Each ``measure`` returns ``(score, noise_floor, details)``; :func:`autoretrain.monitoring.drift.run_checks`
 turns that into a :class:`~autoretrain.monitoring.drift.DriftResult` with the effective threshold
@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from scipy import stats
 
 from autoretrain.monitoring import textstats as ts
-from autoretrain.monitoring.drift import (
+from autoretrain.monitoring.reference import (
     ACTIVE_SHARE,
     DOMAIN_ROWS,
     DRIFT_THRESHOLD,
@@ -28,9 +28,9 @@ from autoretrain.monitoring.drift import (
     WindowStats,
     distinct_sample,
     hashed_features,
-    register_check,
     tfidf_rows,
 )
+from autoretrain.monitoring.registry import register_check
 from autoretrain.training.evaluation import ECE_BINS
 
 Measured = tuple[float, float, dict[str, Any]]

@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from autoretrain import lineage
 from autoretrain.config import Settings
 from autoretrain.serving import prediction_log as store
 
@@ -92,16 +93,16 @@ class Champion:
 def load_champion(settings: Settings, client: Any) -> Champion:
     """The current champion (SHA-256 verified) with the reference built from its own training run."""
     from autoretrain import registry, tracking
-    from autoretrain.monitoring.drift import build_reference
+    from autoretrain.monitoring.reference import build_reference
     from autoretrain.training.families import positive_proba
 
     model, ref = registry.load_verified(client, settings.model_name, registry.CHAMPION)
-    parent = ref.tags.get("autoretrain.parent_run_id")
+    parent = ref.tags.get(lineage.PARENT_RUN_ID)
     if not parent:
         raise registry.RegistryError(f"{settings.model_name} version {ref.version} has no "
                                      "autoretrain.parent_run_id tag: its training data cannot be found")
-    train = tracking.load_frame(client, parent, "train")
-    holdout = tracking.load_frame(client, parent, "test")
+    train = tracking.load_frame(client, parent, lineage.FRAME_TRAIN)
+    holdout = tracking.load_frame(client, parent, lineage.FRAME_TEST)
     # out-of-sample scores (the hold-out's): in-sample ones are over-confident and read as drift
     reference = build_reference(train["text"].tolist(), proba=positive_proba(model, holdout, settings.positive_label),
                                 labels=holdout["label"].tolist(), model=model,
@@ -158,7 +159,7 @@ def measure_window(settings: Settings, *, start: datetime, end: datetime) -> dic
 
 def decide_window(settings: Settings, *, start: datetime, end: datetime) -> dict[str, Any]:
     """Retrain or not, over the latest windows up to this one (hysteresis), recorded on its row."""
-    from autoretrain.monitoring.drift import decide_retrain
+    from autoretrain.monitoring.decision import decide_retrain
 
     engine = engine_for(settings)
     t = drift_windows
@@ -238,14 +239,14 @@ def _log_to_mlflow(settings: Settings, client: Any, *, window: Window, report: d
     key = f"monitoring/{settings.model_name}/{window.start.isoformat()}/{window.end.isoformat()}"
     run_id = tracking.find_or_create_run(client, experiment, run_key=key,
                                          run_name=f"window {window.start:%Y-%m-%d %H:%M}",
-                                         tags={"autoretrain.stage": "monitoring",
-                                               "autoretrain.model_version": champion.ref.version})
+                                         tags={lineage.STAGE: "monitoring",
+                                               lineage.MODEL_VERSION: champion.ref.version})
     client.log_metric(run_id, "n_predictions", len(window.texts))
     for result in report.get("results", []):
         client.log_metric(run_id, f"{result['name']}_score", float(result["score"]))
         client.log_metric(run_id, f"{result['name']}_threshold", float(result["threshold"]))
         client.log_metric(run_id, f"{result['name']}_drifted", float(bool(result["drifted"])))
-    client.log_dict(run_id, report, "drift_report.json")
+    client.log_dict(run_id, report, lineage.DRIFT_REPORT)
     if not report.get("insufficient_data"):
         _log_evidently(client, run_id, settings=settings, window=window, champion=champion)
     return run_id
@@ -254,7 +255,7 @@ def _log_to_mlflow(settings: Settings, client: Any, *, window: Window, report: d
 def _log_evidently(client: Any, run_id: str, *, settings: Settings, window: Window, champion: Champion) -> None:
     import pandas as pd
 
-    from autoretrain.monitoring.drift import evidently_report_html
+    from autoretrain.monitoring.report import evidently_report_html
     from autoretrain.training.families import positive_proba
 
     reference = champion.train[["text"]].copy()
@@ -262,6 +263,6 @@ def _log_evidently(client: Any, run_id: str, *, settings: Settings, window: Wind
     reference["score"] = positive_proba(champion.model, reference, settings.positive_label)
     current["score"] = positive_proba(champion.model, current, settings.positive_label)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "evidently_drift_report.html"
+        path = Path(tmp) / lineage.EVIDENTLY_REPORT
         evidently_report_html(reference, current, path)
-        client.log_artifact(run_id, str(path), artifact_path="reports")
+        client.log_artifact(run_id, str(path), artifact_path=lineage.EVIDENTLY_DIR)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from autoretrain import registry, tracking
+from autoretrain import lineage, registry, tracking
 from autoretrain.audit import aliases as audit
 from autoretrain.config import Settings
 from autoretrain.promotion.canary import CanaryPolicy, check_canary
@@ -31,8 +31,6 @@ from autoretrain.training.evaluation import compute_metrics
 
 log = logging.getLogger(__name__)
 
-DECISION_TAG = "autoretrain.decision"
-
 
 # ------------------------------------------------------------------------------------- compare
 def compare_challenger(settings: Settings, *, parent_run_id: str, registered: Mapping[str, Any],
@@ -40,11 +38,10 @@ def compare_challenger(settings: Settings, *, parent_run_id: str, registered: Ma
     """Score the champion on the challenger's hold-out and decide (gates, improvement, significance)."""
     from autoretrain.training import model_card
     from autoretrain.training.families import positive_proba
-    from autoretrain.training.steps import HOLDOUT_SCORES
 
     client = tracking.client_for(settings)
     name, version = str(registered["name"]), str(registered["version"])
-    scores = tracking.load_frame(client, parent_run_id, HOLDOUT_SCORES)
+    scores = tracking.load_frame(client, parent_run_id, lineage.FRAME_HOLDOUT_SCORES)
     labels = scores["label"].to_numpy()
     champion_ref = registry.alias_version(client, name, registry.CHAMPION)
     champion = None
@@ -60,9 +57,9 @@ def compare_challenger(settings: Settings, *, parent_run_id: str, registered: Ma
     result = {**decision.as_dict(), "name": name, "version": version,
               "champion_version": champion_ref.version if champion_ref else None,
               "by_origin": _by_origin(settings, scores, champion)}
-    client.log_dict(parent_run_id, result, "comparison.json")
-    client.set_model_version_tag(name, version, DECISION_TAG, "promote" if decision.promote else "reject")
-    client.set_model_version_tag(name, version, "autoretrain.gates",
+    client.log_dict(parent_run_id, result, lineage.COMPARISON)
+    client.set_model_version_tag(name, version, lineage.DECISION, "promote" if decision.promote else "reject")
+    client.set_model_version_tag(name, version, lineage.GATES,
                                  "passed" if decision.numbers["checks"]["gates"] else "failed")
     metrics = client.get_run(parent_run_id).data.metrics
     holdout = {k.removeprefix("holdout_"): v for k, v in metrics.items() if k.startswith("holdout_")}
@@ -195,7 +192,7 @@ def withdraw_challenger(settings: Settings, *, version: str, run_id: str, actor:
                                        reason=reasons[-1] if reasons else "canary failed", reasons=reasons,
                                        metrics=metrics)
     champion = registry.alias_version(client, name, registry.CHAMPION)
-    client.set_model_version_tag(name, version, DECISION_TAG, "withdrawn after canary")
+    client.set_model_version_tag(name, version, lineage.DECISION, "withdrawn after canary")
     return {"name": name, "version": version, "champion_version": champion.version if champion else None,
             "move": move.as_dict() if move else None, "routing": "full"}
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from autoretrain import lineage
 from autoretrain.registry import ModelRef
 from autoretrain.serving.predictor import Predictor, compile_predictor
 from autoretrain.serving.routing import CHAMPION, RoutingConfig
@@ -41,7 +42,7 @@ class LoadedModel:
     def describe(self) -> dict[str, Any]:
         metrics = {k: float(v) for k, v in self.ref.tags.items() if k.startswith("holdout_") and _is_number(v)}
         return {"version": self.ref.version, "run_id": self.ref.run_id, "sha256": self.ref.sha256,
-                "aliases": list(self.ref.aliases), "family": self.ref.tags.get("autoretrain.family"),
+                "aliases": list(self.ref.aliases), "family": self.ref.tags.get(lineage.FAMILY),
                 "metrics": metrics, "loaded_at": self.loaded_at.isoformat(), "fast_path": self.predictor.fast}
 
 

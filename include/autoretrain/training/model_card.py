@@ -18,15 +18,13 @@ from typing import Any
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from autoretrain import tracking
+from autoretrain import lineage, tracking
 from autoretrain.config import Settings
 from autoretrain.promotion.stats import metric_intervals
 from autoretrain.training.evaluation import check_gates, compute_metrics
 
 log = logging.getLogger(__name__)
 
-CARD_PATH = "model_card.md"
-CARD_TAG = "autoretrain.model_card"
 #: MLflow's SQL store holds at most 5000 characters of a version description
 DESCRIPTION_LIMIT = 5000
 CARD_METRICS = ("accuracy", "precision", "recall", "f1", "mcc", "fpr", "ece", "roc_auc", "pr_auc", "brier")
@@ -150,11 +148,10 @@ def _short(digest: Any) -> str | None:
 def gather(settings: Settings, client: MlflowClient, *, registered: Mapping[str, Any], parent_run_id: str,
            metrics: Mapping[str, float], comparison: Mapping[str, Any] | None = None) -> CardInputs:
     """The card's inputs from the parent run (data, hold-out scores) and the registered version."""
-    from autoretrain.training.steps import HOLDOUT_SCORES
 
     parent = client.get_run(parent_run_id)
     tags, run_metrics = parent.data.tags, parent.data.metrics
-    scores = tracking.load_frame(client, parent_run_id, HOLDOUT_SCORES)
+    scores = tracking.load_frame(client, parent_run_id, lineage.FRAME_HOLDOUT_SCORES)
     positive = scores["label"].to_numpy() == settings.positive_label
     intervals = metric_intervals(positive, scores["proba"].to_numpy(), threshold=settings.decision_threshold,
                                  samples=settings.bootstrap_samples, seed=settings.random_seed)
@@ -164,16 +161,16 @@ def gather(settings: Settings, client: MlflowClient, *, registered: Mapping[str,
             by_origin[str(origin)] = compute_metrics(part["label"], part["proba"],
                                                      positive_label=settings.positive_label,
                                                      threshold=settings.decision_threshold)
-    data = {"source": tags.get("autoretrain.data_source"), "digest": tags.get("autoretrain.data_digest"),
-            "base_digest": tags.get("autoretrain.base_digest"),
-            "feedback_digest": tags.get("autoretrain.feedback_digest"),
+    data = {"source": tags.get(lineage.DATA_SOURCE), "digest": tags.get(lineage.DATA_DIGEST),
+            "base_digest": tags.get(lineage.BASE_DIGEST),
+            "feedback_digest": tags.get(lineage.FEEDBACK_DIGEST),
             **{k: int(run_metrics[k]) for k in ("rows_raw", "rows_deduplicated", "rows_train", "rows_test",
                                                 "rows_feedback_train", "rows_feedback_test") if k in run_metrics}}
     gates = check_gates(metrics, accuracy_min=settings.accuracy_min, f1_min=settings.f1_min,
                         ece_max=settings.ece_max)
     return CardInputs(name=str(registered["name"]), version=str(registered["version"]),
-                      family=tags.get("autoretrain.selected_family", "?"),
-                      trained_by=f"{tags.get('airflow.dag_id', '?')}/{tags.get('airflow.run_id', '?')}",
+                      family=tags.get(lineage.SELECTED_FAMILY, "?"),
+                      trained_by=f"{tags.get(lineage.AIRFLOW_DAG_ID, '?')}/{tags.get(lineage.AIRFLOW_RUN_ID, '?')}",
                       positive_label=settings.positive_label, threshold=settings.decision_threshold, data=data,
                       metrics=dict(metrics), intervals=intervals, interval_samples=settings.bootstrap_samples,
                       gates=gates.as_dict(), by_origin=by_origin, comparison=comparison)
@@ -186,10 +183,11 @@ def publish(settings: Settings, client: MlflowClient, *, registered: Mapping[str
                          comparison=comparison))
     name, version = str(registered["name"]), str(registered["version"])
     for run_id in {str(registered["run_id"]), parent_run_id}:
-        client.log_text(run_id, text, CARD_PATH)
-    cut = f"\n\n... (cut; the full card is {CARD_PATH} in run {registered['run_id']})\n"
+        client.log_text(run_id, text, lineage.MODEL_CARD_FILE)
+    cut = f"\n\n... (cut; the full card is {lineage.MODEL_CARD_FILE} in run {registered['run_id']})\n"
     description = text if len(text) <= DESCRIPTION_LIMIT else text[: DESCRIPTION_LIMIT - len(cut)] + cut
     client.update_model_version(name, version, description=description)
-    client.set_model_version_tag(name, version, CARD_TAG, f"runs:/{registered['run_id']}/{CARD_PATH}")
+    card_uri = f"runs:/{registered['run_id']}/{lineage.MODEL_CARD_FILE}"
+    client.set_model_version_tag(name, version, lineage.MODEL_CARD, card_uri)
     log.info("model card of %s version %s: %d characters", name, version, len(text))
     return text

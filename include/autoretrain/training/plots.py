@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
+from autoretrain import lineage  # noqa: E402
 from autoretrain.training.evaluation import ECE_BINS, expected_calibration_error  # noqa: E402
 
 
@@ -84,8 +85,9 @@ def evaluation_figures(y_true: Sequence[str] | np.ndarray, proba: np.ndarray, me
     p = np.asarray(proba, dtype=float)
     negative = next(label for label in labels if label != positive_label)
     return {
-        "plots/confusion_matrix.png": confusion_matrix_figure(metrics, labels=(negative, positive_label)),
-        "plots/roc.png": roc_figure(y, p, auc=metrics["roc_auc"]),
-        "plots/pr.png": pr_figure(y, p, ap=metrics["pr_auc"]),
-        "plots/reliability.png": reliability_figure(y, p),
+        f"{lineage.PLOTS_DIR}/confusion_matrix.png": confusion_matrix_figure(metrics,
+                                                                             labels=(negative, positive_label)),
+        f"{lineage.PLOTS_DIR}/roc.png": roc_figure(y, p, auc=metrics["roc_auc"]),
+        f"{lineage.PLOTS_DIR}/pr.png": pr_figure(y, p, ap=metrics["pr_auc"]),
+        f"{lineage.PLOTS_DIR}/reliability.png": reliability_figure(y, p),
     }

@@ -31,7 +31,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from autoretrain import registry, tracking
+from autoretrain import lineage, registry, tracking
 from autoretrain.audit import aliases as audit
 from autoretrain.config import Settings
 from autoretrain.data.challenger import assemble
@@ -50,14 +50,10 @@ from autoretrain.training.families import get_family, positive_proba, search_fam
 
 log = logging.getLogger(__name__)
 
-MODEL_URI_TAG = "autoretrain.model_uri"
-FAMILY_TAG = "autoretrain.family"
 #: packages a served model needs, pinned to what trained it (explicit: MLflow's inference costs ~5 s)
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "numpy", "scipy", "pandas", "skops")
 #: MLflow saves sklearn models with skops (no arbitrary pickle); these sklearn-internal types are safe
 SKOPS_TRUSTED_TYPES = ("sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration")
-FEEDBACK_TAG = "autoretrain.feedback_rows"
-HOLDOUT_SCORES = "holdout_scores"
 #: checks on labelled traffic before it joins training; repeats are de-duplicated, not rejected
 FEEDBACK_GATE = (check_schema, check_empty_texts, check_pii)
 
@@ -88,25 +84,25 @@ def load_data(settings: Settings, key: RunKey, *, feedback_until: datetime | Non
     client, experiment_id = _client(settings)
     parent = tracking.find_or_create_run(
         client, experiment_id, run_key=str(key), run_name=f"{key.dag_id} {key.run_id}",
-        tags={"airflow.dag_id": key.dag_id, "airflow.run_id": key.run_id, "autoretrain.stage": "training"})
+        tags={lineage.AIRFLOW_DAG_ID: key.dag_id, lineage.AIRFLOW_RUN_ID: key.run_id, lineage.STAGE: "training"})
     uri = settings.resolved_data_uri()
     dataset = read_dataset(uri, labels=settings.labels, text_column=settings.text_column,
                            label_column=settings.label_column)
-    tracking.log_frame(client, parent, dataset.frame, "raw")
+    tracking.log_frame(client, parent, dataset.frame, lineage.FRAME_RAW)
     for name, value in settings.as_dict().items():
         client.log_param(parent, f"settings.{name}", str(value)[:500])
-    client.set_tag(parent, "autoretrain.data_source", redact_uri(uri))
+    client.set_tag(parent, lineage.DATA_SOURCE, redact_uri(uri))
     result = {"parent_run_id": parent, "source": redact_uri(uri), "digest": dataset.digest, "rows": len(dataset)}
     if feedback_until is not None:
         feedback = labelled_feedback(settings, until=feedback_until)
-        tracking.log_frame(client, parent, feedback, "feedback")
+        tracking.log_frame(client, parent, feedback, lineage.FRAME_FEEDBACK)
         both = pd.concat([dataset.frame[["label", "text"]], feedback[["label", "text"]]], ignore_index=True)
         result.update(base_digest=dataset.digest, digest=frame_digest(both), feedback_rows=len(feedback),
                       feedback_digest=frame_digest(feedback))
-        for name in ("base_digest", "feedback_digest"):
-            client.set_tag(parent, f"autoretrain.{name}", result[name])
-        client.set_tag(parent, FEEDBACK_TAG, str(len(feedback)))
-    client.set_tag(parent, "autoretrain.data_digest", result["digest"])
+        client.set_tag(parent, lineage.BASE_DIGEST, result["base_digest"])
+        client.set_tag(parent, lineage.FEEDBACK_DIGEST, result["feedback_digest"])
+        client.set_tag(parent, lineage.FEEDBACK_ROWS, str(len(feedback)))
+    client.set_tag(parent, lineage.DATA_DIGEST, result["digest"])
     return result
 
 
@@ -129,10 +125,10 @@ def labelled_feedback(settings: Settings, *, until: datetime) -> pd.DataFrame:
 def validate_data(settings: Settings, *, parent_run_id: str) -> dict[str, Any]:
     """Check the snapshot (blocking failures raise), de-duplicate, split, and log both sides."""
     client, _ = _client(settings)
-    raw = tracking.load_frame(client, parent_run_id, "raw")
-    source = client.get_run(parent_run_id).data.tags.get("autoretrain.data_source", "snapshot")
+    raw = tracking.load_frame(client, parent_run_id, lineage.FRAME_RAW)
+    source = client.get_run(parent_run_id).data.tags.get(lineage.DATA_SOURCE, "snapshot")
     report = validate_frame(raw, settings, source=source)
-    client.log_dict(parent_run_id, report.as_dict(), "validation/report.json")
+    client.log_dict(parent_run_id, report.as_dict(), lineage.VALIDATION_REPORT)
     for check in report.checks:
         client.log_metric(parent_run_id, f"check_{check.name}", check.score)
     report.raise_for_failures()  # a broken dataset never reaches training
@@ -144,8 +140,8 @@ def validate_data(settings: Settings, *, parent_run_id: str) -> dict[str, Any]:
     leakage = check_split_leakage(train, test)
     if not leakage.passed:  # cannot happen after de-duplication; guard the invariant anyway
         raise RuntimeError(f"split leakage: {leakage.details}")
-    tracking.log_frame(client, parent_run_id, train, "train")
-    tracking.log_frame(client, parent_run_id, test, "test")
+    tracking.log_frame(client, parent_run_id, train, lineage.FRAME_TRAIN)
+    tracking.log_frame(client, parent_run_id, test, lineage.FRAME_TEST)
     digests = {"train": frame_digest(train), "test": frame_digest(test)}
     with mlflow.start_run(run_id=parent_run_id), warnings.catch_warnings():
         # MLflow registers two identical local-file source classes and warns that a path is ambiguous
@@ -165,17 +161,17 @@ def validate_data(settings: Settings, *, parent_run_id: str) -> dict[str, Any]:
 def _with_feedback(settings: Settings, client: MlflowClient, parent_run_id: str, train: pd.DataFrame,
                    test: pd.DataFrame) -> dict[str, Any] | None:
     """The base split plus the run's labelled traffic (None when the run loaded none); checks it first."""
-    if FEEDBACK_TAG not in client.get_run(parent_run_id).data.tags:
+    if lineage.FEEDBACK_ROWS not in client.get_run(parent_run_id).data.tags:
         return None
-    feedback = tracking.load_frame(client, parent_run_id, "feedback")
+    feedback = tracking.load_frame(client, parent_run_id, lineage.FRAME_FEEDBACK)
     if len(feedback):
         report = validate_frame(feedback[["label", "text"]], settings, source="prediction feedback",
                                 checks=FEEDBACK_GATE)
-        client.log_dict(parent_run_id, report.as_dict(), "validation/feedback_report.json")
+        client.log_dict(parent_run_id, report.as_dict(), lineage.FEEDBACK_VALIDATION_REPORT)
         report.raise_for_failures()  # a label outside the label set never reaches training
     train, test, summary = assemble(train, test, feedback, test_size=settings.test_size,
                                     salt=f"autoretrain-holdout-{settings.random_seed}")
-    client.log_dict(parent_run_id, summary.as_dict(), "validation/feedback.json")
+    client.log_dict(parent_run_id, summary.as_dict(), lineage.FEEDBACK_SUMMARY)
     client.log_metric(parent_run_id, "rows_feedback_train", summary.rows_train)
     client.log_metric(parent_run_id, "rows_feedback_test", summary.rows_test)
     return {"train": train, "test": test, **summary.as_dict()}
@@ -186,14 +182,14 @@ def train_family(settings: Settings, *, parent_run_id: str, family: str) -> dict
     get_family(family)  # fail fast on an unknown name
     client, experiment_id = _client(settings)
     parent = client.get_run(parent_run_id)
-    run_key = f"{parent.data.tags[tracking.RUN_KEY_TAG]}/{family}"
+    run_key = f"{parent.data.tags[lineage.RUN_KEY]}/{family}"
     run_id = tracking.find_or_create_run(client, experiment_id, run_key=run_key, run_name=family,
-                                         tags={FAMILY_TAG: family}, parent_run_id=parent_run_id)
+                                         tags={lineage.FAMILY: family}, parent_run_id=parent_run_id)
     done = client.get_run(run_id)
-    if MODEL_URI_TAG in done.data.tags:  # a retry after success: reuse
+    if lineage.MODEL_URI in done.data.tags:  # a retry after success: reuse
         log.info("family %s already trained in run %s", family, run_id)
         return _family_summary(done)
-    train = tracking.load_frame(client, parent_run_id, "train")
+    train = tracking.load_frame(client, parent_run_id, lineage.FRAME_TRAIN)
     result = search_family(family, train, positive_label=settings.positive_label, cv_folds=settings.cv_folds,
                            seed=settings.random_seed, threshold=settings.decision_threshold)
     example = train[["text"]].head(3)
@@ -206,14 +202,14 @@ def train_family(settings: Settings, *, parent_run_id: str, family: str) -> dict
             result.pipeline, name="model", input_example=example,
             signature=infer_signature(example, result.pipeline.predict(example)),
             pip_requirements=pinned_requirements(), skops_trusted_types=list(SKOPS_TRUSTED_TYPES))
-        mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+        mlflow.set_tag(lineage.MODEL_URI, info.model_uri)
     return _family_summary(client.get_run(run_id))
 
 
 def _family_summary(run: Any) -> dict[str, Any]:
     metrics = {k.removeprefix("cv_"): v for k, v in run.data.metrics.items() if k.startswith("cv_")}
-    return {"family": run.data.tags[FAMILY_TAG], "run_id": run.info.run_id,
-            "model_uri": run.data.tags[MODEL_URI_TAG], "cv_metrics": metrics,
+    return {"family": run.data.tags[lineage.FAMILY], "run_id": run.info.run_id,
+            "model_uri": run.data.tags[lineage.MODEL_URI], "cv_metrics": metrics,
             "params": dict(run.data.params)}
 
 
@@ -224,9 +220,9 @@ def select_model(settings: Settings, *, parent_run_id: str, results: Sequence[di
                             tie_break=settings.tie_break_metric)
     winner = next(r for r in results if r["family"] == selection.winner)
     client, _ = _client(settings)
-    client.set_tag(parent_run_id, "autoretrain.selected_family", selection.winner)
+    client.set_tag(parent_run_id, lineage.SELECTED_FAMILY, selection.winner)
     client.log_dict(parent_run_id, {"ranking": selection.ranking, "reasons": selection.reasons},
-                    "selection.json")
+                    lineage.SELECTION)
     for reason in selection.reasons:
         log.info("selection: %s", reason)
     return {**winner, "reasons": selection.reasons, "ranking": selection.ranking}
@@ -235,7 +231,7 @@ def select_model(settings: Settings, *, parent_run_id: str, results: Sequence[di
 def evaluate_model(settings: Settings, *, parent_run_id: str, selected: dict[str, Any]) -> dict[str, Any]:
     """Hold-out metrics and plots of the selected model, logged to its run and the parent run."""
     client, _ = _client(settings)
-    test = tracking.load_frame(client, parent_run_id, "test")
+    test = tracking.load_frame(client, parent_run_id, lineage.FRAME_TEST)
     model = mlflow.sklearn.load_model(selected["model_uri"])
     proba = positive_proba(model, test, settings.positive_label)
     metrics = compute_metrics(test["label"], proba, positive_label=settings.positive_label,
@@ -245,7 +241,8 @@ def evaluate_model(settings: Settings, *, parent_run_id: str, selected: dict[str
     figures = evaluation_figures(test["label"], proba, metrics, labels=settings.labels,
                                  positive_label=settings.positive_label)
     scores = test[[c for c in ("label", "text", "origin") if c in test.columns]].assign(proba=proba)
-    tracking.log_frame(client, parent_run_id, scores, HOLDOUT_SCORES)  # the comparison and model card read it
+    # the comparison and the model card read these
+    tracking.log_frame(client, parent_run_id, scores, lineage.FRAME_HOLDOUT_SCORES)
     for run_id in (selected["run_id"], parent_run_id):
         with mlflow.start_run(run_id=run_id):
             mlflow.log_metrics({f"holdout_{k}": float(v) for k, v in metrics.items()})
@@ -265,10 +262,10 @@ def register_model(settings: Settings, *, parent_run_id: str, selected: dict[str
     """Register the selected model (idempotent per run) with its SHA-256 and key metrics as tags."""
     client, _ = _client(settings)
     parent_tags = client.get_run(parent_run_id).data.tags
-    tags = {"autoretrain.family": selected["family"], "autoretrain.parent_run_id": parent_run_id,
-            "autoretrain.data_digest": parent_tags.get("autoretrain.data_digest", ""),
-            "airflow.dag_id": parent_tags.get("airflow.dag_id", ""),
-            "airflow.run_id": parent_tags.get("airflow.run_id", ""),
+    tags = {lineage.FAMILY: selected["family"], lineage.PARENT_RUN_ID: parent_run_id,
+            lineage.DATA_DIGEST: parent_tags.get(lineage.DATA_DIGEST, ""),
+            lineage.AIRFLOW_DAG_ID: parent_tags.get(lineage.AIRFLOW_DAG_ID, ""),
+            lineage.AIRFLOW_RUN_ID: parent_tags.get(lineage.AIRFLOW_RUN_ID, ""),
             **{f"holdout_{k}": f"{metrics[k]:.6f}" for k in ("accuracy", "f1", "mcc", "ece", "fpr")}}
     ref = registry.register_version(client, name=settings.model_name, model_uri=selected["model_uri"],
                                     run_id=selected["run_id"], tags=tags)
@@ -283,7 +280,7 @@ def gate_model(settings: Settings, *, registered: dict[str, Any], metrics: dict[
     decision = check_gates(metrics, accuracy_min=settings.accuracy_min, f1_min=settings.f1_min,
                            ece_max=settings.ece_max)
     client, _ = _client(settings)
-    client.set_model_version_tag(registered["name"], registered["version"], "autoretrain.gates",
+    client.set_model_version_tag(registered["name"], registered["version"], lineage.GATES,
                                  "passed" if decision.passed else "failed")
     for reason in decision.reasons:
         log.info("gate: %s", reason)
@@ -308,7 +305,8 @@ def assign_alias(settings: Settings, *, registered: dict[str, Any], promote: boo
         alias = registry.CHALLENGER
         reason = f"champion is version {champion.version}; retrain_compare_promote decides"
     tags = registry.get_version(client, name, version).tags
-    run_id = run_id or f"{tags.get('airflow.dag_id') or 'unknown'}/{tags.get('airflow.run_id') or 'unknown'}"
+    dag_id, airflow_run = tags.get(lineage.AIRFLOW_DAG_ID), tags.get(lineage.AIRFLOW_RUN_ID)
+    run_id = run_id or f"{dag_id or 'unknown'}/{airflow_run or 'unknown'}"
     with audit.engine_for(settings) as engine:
         registry.move_alias(client, engine, name=name, alias=alias, version=version, actor=actor, reason=reason,
                             run_id=run_id, action="assign", previous="keep",

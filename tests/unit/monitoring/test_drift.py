@@ -15,21 +15,11 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from autoretrain.monitoring import textstats as ts
-from autoretrain.monitoring.drift import (
-    CHECKS,
-    DRIFT_THRESHOLD,
-    Decision,
-    DriftReport,
-    DriftResult,
-    Sample,
-    build_reference,
-    decide_retrain,
-    default_thresholds,
-    evidently_report_html,
-    out_of_fold_proba,
-    run_checks,
-    window_breaches,
-)
+from autoretrain.monitoring.decision import Decision, decide_retrain, window_breaches
+from autoretrain.monitoring.drift import DriftReport, DriftResult, run_checks
+from autoretrain.monitoring.reference import DRIFT_THRESHOLD, Sample, build_reference, out_of_fold_proba
+from autoretrain.monitoring.registry import CHECKS, default_thresholds
+from autoretrain.monitoring.report import evidently_report_html
 from autoretrain.training.families import build_pipeline, positive_proba
 
 HAM_WORDS = ("ok see you later tonight home dinner love call me when get there thanks going to work tomorrow "

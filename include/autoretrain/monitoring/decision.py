@@ -1,0 +1,88 @@
+"""The retrain decision over monitored windows: a breach rule and hysteresis (pure functions)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from autoretrain.monitoring.drift import DriftReport
+
+#: what a window's outcome can be read from: a report, its ``as_dict()``, a breach flag, or nothing
+WindowOutcome = DriftReport | Mapping[str, Any] | bool | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether to retrain, with the reasons; ``streak`` = breaching windows at the end of the history."""
+
+    retrain: bool
+    reasons: list[str]
+    streak: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"retrain": self.retrain, "reasons": list(self.reasons), "streak": self.streak}
+
+
+def window_breaches(window: WindowOutcome, *, accuracy_floor: float,
+                    checks: Collection[str] | None = None) -> list[str] | None:
+    """Why one window breaches: ``[]`` when it does not, ``None`` when it carries no evidence.
+
+    ``window`` is a :class:`DriftReport`, its ``as_dict()`` (e.g. read back from the metrics
+    table), a plain breach flag, or ``None`` (no report). A check breaches when it drifted (or, in
+    a dict without the flag, when ``score > threshold``); feedback accuracy below
+    ``accuracy_floor`` breaches too. ``checks`` limits which checks count.
+    """
+    if window is None:
+        return None
+    if isinstance(window, bool | np.bool_):
+        return ["breach flag set"] if window else []
+    data = window.as_dict() if isinstance(window, DriftReport) else window
+    if data.get("insufficient_data"):
+        return None
+    reasons = []
+    for result in data.get("results", []):
+        name = result["name"]
+        if checks is not None and name not in checks:
+            continue
+        score, threshold = float(result["score"]), float(result["threshold"])
+        drifted = result.get("drifted")
+        if score > threshold if drifted is None else drifted:
+            reasons.append(f"{name} {score:.4g} > threshold {threshold:.4g}")
+        accuracy = (result.get("details") or {}).get("accuracy")
+        if name == "feedback_accuracy" and accuracy is not None and accuracy < accuracy_floor:
+            reasons.append(f"feedback accuracy {accuracy:.4f} < floor {accuracy_floor:.4f}")
+    return reasons
+
+
+def decide_retrain(history: Sequence[WindowOutcome], *, consecutive: int = 2, accuracy_floor: float = 0.93,
+                   checks: Collection[str] | None = None) -> Decision:
+    """Retrain when the last ``consecutive`` judged windows all breach (hysteresis against one-off noise).
+
+    ``history`` is oldest first. Windows with insufficient data (or ``None``) carry no evidence:
+    they neither extend nor break a streak. See :func:`window_breaches` for what a breach is.
+    """
+    if consecutive < 1:
+        raise ValueError(f"consecutive={consecutive} must be at least 1")
+    judged = [b for b in (window_breaches(w, accuracy_floor=accuracy_floor, checks=checks) for w in history)
+              if b is not None]
+    ignored = len(history) - len(judged)
+    note = [f"{ignored} window(s) with insufficient data ignored"] if ignored else []
+    if not judged:
+        return Decision(False, ["no window with enough data to judge", *note])
+    streak = 0
+    for breaches in reversed(judged):
+        if not breaches:
+            break
+        streak += 1
+    latest = [f"latest window: {reason}" for reason in judged[-1]]
+    if streak >= consecutive:
+        return Decision(True, [f"{streak} consecutive breaching window(s), {consecutive} required", *latest,
+                               *note], streak)
+    if streak:
+        return Decision(False, [f"{streak} consecutive breaching window(s), {consecutive} required: waiting",
+                                *latest, *note], streak)
+    return Decision(False, ["latest window: no check over its threshold, feedback accuracy not below the floor",
+                            *note], 0)
