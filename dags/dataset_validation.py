@@ -11,7 +11,8 @@ blocking check fails: the failure callback then sends a `validation_failed` aler
 failed check. `snapshot` stores the validated rows under their SHA-256 digest
 (`snapshots/<digest>/`) and updates the `autoretrain_validated_dataset` asset.
 
-Trigger with config to check another source or with other limits for one run.
+Trigger with the form to check another source or with other limits for one run; a field left
+empty keeps the worker's setting.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from airflow.sdk import dag
 from autoretrain.airflow.dataset import SnapshotDatasetOperator, ValidateDatasetOperator
 from autoretrain.airflow.defaults import TAGS_BASE, default_args
 from autoretrain.airflow.params import validation_params
-from autoretrain.config import load_settings
 
 #: (settings, *, until) -> DataFrame; swap for the prediction service's feedback table when it exists
 FEEDBACK_LOADER = "autoretrain.data.feedback:load_feedback"
@@ -38,7 +38,7 @@ FEEDBACK_LOADER = "autoretrain.data.feedback:load_feedback"
     max_active_runs=1,
     tags=[*TAGS_BASE, "data", "validation"],
     default_args=default_args(),
-    params=validation_params(load_settings()),
+    params=validation_params(),
     doc_md=__doc__,
 )
 def dataset_validation() -> None:

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag
+from airflow.sdk import CronDataIntervalTimetable, dag
 from airflow.sdk.definitions.xcom_arg import XComArg
 
+from autoretrain.airflow.assets import MONITORING_WINDOW
 from autoretrain.airflow.defaults import TAGS_BASE, default_args
 from autoretrain.airflow.monitoring import (
     DecideRetrainOperator,
@@ -31,8 +32,7 @@ from autoretrain.airflow.monitoring import (
     MeasureDriftOperator,
     RecordActionOperator,
 )
-
-MONITORING_ASSET = Asset("autoretrain_monitoring")
+from autoretrain.airflow.params import monitoring_params
 
 
 @dag(
@@ -43,17 +43,11 @@ MONITORING_ASSET = Asset("autoretrain_monitoring")
     max_active_runs=1,
     tags=[*TAGS_BASE, "monitoring", "drift"],
     default_args=default_args(),
-    params={
-        "window_end": Param(None, type=["null", "string"], format="date-time", title="Window end",
-                            description="Measure the window ending here instead of the data interval (ISO, UTC)."),
-        "window_hours": Param(6, type="number", minimum=0.01, title="Window length (hours)"),
-        "drift_consecutive_windows": Param(None, type=["null", "integer"], minimum=1,
-                                           title="Breaching windows in a row before a retrain"),
-    },
+    params=monitoring_params(),
     doc_md=__doc__,
 )
 def monitoring() -> None:
-    measure = MeasureDriftOperator(task_id="measure", outlets=[MONITORING_ASSET])
+    measure = MeasureDriftOperator(task_id="measure", outlets=[MONITORING_WINDOW])
     decide = DecideRetrainOperator(task_id="decide")
     sensor = DriftSensor(task_id="drift_detected")
     alert = DriftAlertOperator(task_id="drift_alert")

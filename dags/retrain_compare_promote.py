@@ -25,9 +25,10 @@ import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import TriggerRule, dag, task
 
+from autoretrain.airflow.assets import LABELLED_FEEDBACK
 from autoretrain.airflow.defaults import TAGS_BASE, default_args
+from autoretrain.airflow.params import retrain_params
 from autoretrain.airflow.promotion import (
-    LABELLED_FEEDBACK,
     CanaryBranchOperator,
     CanarySensor,
     CompareOperator,
@@ -35,13 +36,13 @@ from autoretrain.airflow.promotion import (
     RejectOperator,
     StartCanaryOperator,
     WithdrawOperator,
-    retrain_params,
     trigger_reason,
 )
 from autoretrain.airflow.training import training_chain
 from autoretrain.config import load_settings
 
-SETTINGS = load_settings()
+#: how often the canary sensor looks; a property of the DAG, so read where the DAG is parsed
+CANARY_POKE_SECONDS = load_settings().canary_poke_seconds
 
 
 @dag(
@@ -52,7 +53,7 @@ SETTINGS = load_settings()
     max_active_runs=1,
     tags=[*TAGS_BASE, "training", "promotion"],
     default_args=default_args(),
-    params=retrain_params(SETTINGS),
+    params=retrain_params(),
     doc_md=__doc__,
 )
 def retrain_compare_promote() -> None:
@@ -68,14 +69,19 @@ def retrain_compare_promote() -> None:
 
     chain = training_chain(with_feedback=True)
     trigger() >> chain.load
-    compare = CompareOperator(task_id="compare", loaded=chain.load.output, registered=chain.register.output)
-    start = StartCanaryOperator(task_id="start_canary")
-    canary = CanarySensor(task_id="canary", poke_interval=SETTINGS.canary_poke_seconds)
-    verdict = CanaryBranchOperator(task_id="canary_verdict")
+    compare = CompareOperator(task_id="compare", loaded=chain.load.output, registered=chain.register.output,
+                              dry_run_task_id="dry_run", reject_task_id="reject", promote_task_id="no_canary",
+                              canary_task_id="start_canary")
+    start = StartCanaryOperator(task_id="start_canary", decision_task_id="compare")
+    canary = CanarySensor(task_id="canary", start_task_id="start_canary", poke_interval=CANARY_POKE_SECONDS)
+    verdict = CanaryBranchOperator(task_id="canary_verdict", canary_task_id="canary", passed_task_id="promote",
+                                   failed_task_id="withdraw")
     no_canary = EmptyOperator(task_id="no_canary")
-    promote = PromoteOperator(task_id="promote", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
-    compare >> [RejectOperator(task_id="reject"), dry_run(), no_canary, start]
-    start >> canary >> verdict >> [promote, WithdrawOperator(task_id="withdraw")]
+    promote = PromoteOperator(task_id="promote", decision_task_id="compare", canary_task_id="canary",
+                              trigger_task_id="trigger", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    withdraw = WithdrawOperator(task_id="withdraw", decision_task_id="compare", canary_task_id="canary")
+    compare >> [RejectOperator(task_id="reject", decision_task_id="compare"), dry_run(), no_canary, start]
+    start >> canary >> verdict >> [promote, withdraw]
     no_canary >> promote
 
 

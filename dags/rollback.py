@@ -15,8 +15,8 @@ import pendulum
 from airflow.sdk import dag
 
 from autoretrain.airflow.defaults import TAGS_BASE, default_args
-from autoretrain.airflow.promotion import RollbackOperator, rollback_params
-from autoretrain.config import load_settings
+from autoretrain.airflow.params import rollback_params
+from autoretrain.airflow.promotion import RollbackOperator
 
 
 @dag(
@@ -27,7 +27,7 @@ from autoretrain.config import load_settings
     max_active_runs=1,
     tags=[*TAGS_BASE, "promotion"],
     default_args=default_args(),
-    params=rollback_params(load_settings()),
+    params=rollback_params(),
     doc_md=__doc__,
 )
 def rollback() -> None:

@@ -9,7 +9,8 @@ families) → `select` (best cross-validated F1, tie-break MCC) → `evaluate` (
 plots) → `register` (with the artifact's SHA-256) → `gate` → `alias` (`champion` when there is none,
 otherwise `challenger` for `retrain_compare_promote`) or `gate_failed`.
 
-Trigger with config to override the settings of `autoretrain.json` for one run.
+Trigger with the form to override settings for one run; a field left empty keeps the worker's
+setting (`autoretrain.json` < `AUTORETRAIN_*` environment), as a scheduled run does.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from autoretrain.airflow.training import (
     ReportGateFailureOperator,
     training_chain,
 )
-from autoretrain.config import load_settings
 
 
 @dag(
@@ -38,7 +38,7 @@ from autoretrain.config import load_settings
     max_active_runs=1,
     tags=[*TAGS_BASE, "training"],
     default_args=default_args(),
-    params=training_params(load_settings()),
+    params=training_params(),
     doc_md=__doc__,
 )
 def training() -> None:

@@ -76,9 +76,20 @@ def test_training_params_form(dagbag):
     params = dagbag.dags["training"].params
     assert set(params.keys()) == {"families", "cv_folds", "data_uri", "accuracy_min", "f1_min", "ece_max",
                                   "promote"}
-    assert params.get_param("cv_folds").schema["type"] == "integer"
+    assert params.get_param("cv_folds").schema["type"] == ["null", "integer"]
     assert params.get_param("families").schema["items"]["enum"] == [
         "multinomial_nb", "complement_nb", "logreg", "linear_svm", "sgd"]
+    assert "worker's setting `cv_folds` (built-in default: 5)" in params.get_param("cv_folds").description
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_GRAPHS))
+def test_params_that_override_settings_default_to_none(dagbag, dag_id):
+    """An untouched form must not carry the DAG processor's settings into the run (the worker's apply)."""
+    from autoretrain.config import Settings
+
+    params = dagbag.dags[dag_id].params
+    setting_params = set(params.keys()) & set(Settings.__dataclass_fields__)
+    assert all(params[name] is None for name in setting_params), {n: params[n] for n in setting_params}
 
 
 PARSE_PROBE = r"""

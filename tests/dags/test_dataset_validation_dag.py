@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from autoretrain.airflow.assets import VALIDATED_DATASET
 from autoretrain.airflow.callbacks import on_task_failure
-from autoretrain.airflow.dataset import VALIDATED_DATASET, DatasetRejected
+from autoretrain.airflow.errors import DatasetRejected
 from autoretrain.data.feedback import load_feedback, resolve_loader
 from tests.conftest import ROOT
 
@@ -41,11 +42,12 @@ def test_params_form(dag):
     params = dag.params
     assert set(params.keys()) == {"data_uri", "feedback_uri", "minimum_samples", "max_duplicate_share",
                                   "freshness_days"}
-    assert params["minimum_samples"] == 1000
+    assert params["minimum_samples"] is None  # the worker's setting applies
     minimum = params.get_param("minimum_samples")
-    assert minimum.schema == {"type": "integer", "minimum": 1, "title": "Minimum rows"}
-    assert minimum.description == "Fewer rows fail the dataset (blocking)."
-    assert params.get_param("feedback_uri").schema["type"] == "string"
+    assert minimum.schema == {"type": ["null", "integer"], "minimum": 1, "title": "Minimum rows"}
+    assert minimum.description == ("Fewer rows fail the dataset (blocking). "
+                                   "Empty: the worker's setting `minimum_samples` (built-in default: 1000).")
+    assert params.get_param("feedback_uri").schema["type"] == ["null", "string"]
 
 
 def test_dataset_rejected_carries_the_report_and_survives_pickling():

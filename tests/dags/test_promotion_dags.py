@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from airflow.sdk import TriggerRule
 
-from autoretrain.airflow.promotion import BRANCHES, LABELLED_FEEDBACK
+from autoretrain.airflow.assets import LABELLED_FEEDBACK
 from tests.conftest import ROOT
 
 RETRAIN_GRAPH = {
@@ -53,7 +53,8 @@ def test_retrain_schedule_and_limits(dagbag) -> None:
 def test_compare_branches_only_to_its_direct_downstreams(dagbag) -> None:
     """A branch skips every direct downstream it does not choose: each choice must be one of them."""
     dag = dagbag.dags["retrain_compare_promote"]
-    assert set(BRANCHES.values()) == dag.get_task("compare").downstream_task_ids
+    compare = dag.get_task("compare")
+    assert compare.branch_task_ids == compare.downstream_task_ids == {"dry_run", "reject", "no_canary", "start_canary"}
     verdict = dag.get_task("canary_verdict")
     assert {verdict.passed_task_id, verdict.failed_task_id} == verdict.downstream_task_ids
 
@@ -74,8 +75,9 @@ def test_retrain_params_form(dagbag) -> None:
     assert list(params.keys()) == ["reason", "families", "cv_folds", "force", "dry_run", "canary_minutes",
                                    "canary_percent", "drift_reasons", "monitoring_run_id"]
     assert params["force"] is False and params["dry_run"] is False
-    assert params.get_param("canary_minutes").schema == {"type": "integer", "minimum": 0, "title": "Canary minutes"}
-    assert params["canary_minutes"] == 30 and params["canary_percent"] == 10
+    schema = params.get_param("canary_minutes").schema
+    assert schema["type"] == ["null", "integer"] and schema["minimum"] == 0 and schema["title"] == "Canary minutes"
+    assert params["canary_minutes"] is None and params["canary_percent"] is None  # the worker's settings apply
     assert params.get_param("drift_reasons").schema["type"] == ["null", "object", "array"]
 
 

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import threading
@@ -33,18 +32,19 @@ import sqlalchemy as sa
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.naive_bayes import ComplementNB
 
-from autoretrain import registry, tracking
+from autoretrain import lineage, registry, tracking
 from autoretrain.alerts.store import AlertStore
 from autoretrain.audit import aliases as audit
-from autoretrain.cli import promotion as promotion_cli
+from autoretrain.cli.main import main as cli_main
 from autoretrain.config import Settings, load_settings
 from autoretrain.data.sources import read_dataset
+from autoretrain.errors import EXIT_CHECK_FAILED, EXIT_INVALID
 from autoretrain.promotion import rollout
 from autoretrain.serving import prediction_log as store
 from autoretrain.serving.routing import RoutingConfig, choose
 from autoretrain.training.evaluation import compute_metrics
 from autoretrain.training.families import build_pipeline, get_family, positive_proba
-from autoretrain.training.steps import HOLDOUT_SCORES, SKOPS_TRUSTED_TYPES, pinned_requirements
+from autoretrain.training.steps import SKOPS_TRUSTED_TYPES, pinned_requirements
 from devstack.scenarios import referral_campaign
 from tests.conftest import dag_from_bag, free_port, task_states
 
@@ -93,7 +93,7 @@ def register(settings: Settings, pipeline: Any, holdout: pd.DataFrame) -> regist
                                          tags={"airflow.dag_id": "test", "airflow.run_id": key,
                                                "autoretrain.selected_family": "test"})
     proba = positive_proba(pipeline, holdout, "spam")
-    tracking.log_frame(client, parent, holdout[["label", "text"]].assign(proba=proba), HOLDOUT_SCORES)
+    tracking.log_frame(client, parent, holdout[["label", "text"]].assign(proba=proba), lineage.FRAME_HOLDOUT_SCORES)
     metrics = compute_metrics(holdout["label"], proba, positive_label="spam")
     client.log_batch(parent, metrics=[mlflow.entities.Metric(f"holdout_{k}", float(v), 0, 0)
                                       for k, v in metrics.items() if np.isfinite(v)])
@@ -135,9 +135,9 @@ def test_worse_challenger_is_rejected_and_the_champion_stays(settings, pipelines
     assert audit_rows(settings) == [("champion", "promote", None, "1")]
     client = tracking.client_for(settings)
     version = client.get_model_version(settings.model_name, "2")
-    assert version.tags[rollout.DECISION_TAG] == "reject"
+    assert version.tags[lineage.DECISION] == "reject"
     assert "## Comparison with the champion\n\n**reject**" in version.description
-    assert version.tags["autoretrain.model_card"].endswith("/model_card.md")
+    assert version.tags[lineage.MODEL_CARD].endswith("/model_card.md")
 
 
 # ----------------------------------------------------------------------------- MLflow faults
@@ -316,27 +316,23 @@ def test_canary_passes_and_promotes_then_a_broken_one_is_withdrawn(settings, pip
         ("previous", "promote", None, "1"), ("champion", "promote", "1", "2"), ("challenger", "promote", "2", None),
         ("challenger", "canary", None, "3"), ("challenger", "withdraw", "3", None)]
     client = tracking.client_for(settings)
-    assert client.get_model_version(settings.model_name, "3").tags[rollout.DECISION_TAG] == "withdrawn after canary"
+    assert client.get_model_version(settings.model_name, "3").tags[lineage.DECISION] == "withdrawn after canary"
 
     # the same steps from the shell: `autoretrain promote | rollback | audit`
     monkeypatch.setenv("AUTORETRAIN_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("AUTORETRAIN_BOOTSTRAP_SAMPLES", "500")
-    parser = argparse.ArgumentParser()
-    promotion_cli.add_commands(parser.add_subparsers(dest="command", required=True))
 
     def cli(*argv: str) -> int:
-        args = parser.parse_args(argv)
-        args.tracking_uri, args.model_name = settings.tracking_uri, settings.model_name
-        return args.func(args)
+        return cli_main(["--tracking-uri", settings.tracking_uri, "--model-name", settings.model_name, *argv])
 
-    assert cli("promote", "3", "--reason", "second chance") == promotion_cli.EXIT_REJECTED
+    assert cli("promote", "3", "--reason", "second chance") == EXIT_CHECK_FAILED  # rejected by the comparison
     assert aliases(settings) == {"champion": "2", "previous": "1"}
-    assert cli("rollback", "--reason", "ops call", "--run-id", "cli-1") == promotion_cli.EXIT_OK
-    assert cli("rollback", "--reason", "ops call", "--run-id", "cli-1") == promotion_cli.EXIT_OK  # replayed
-    assert cli("rollback", "--reason", "again", "--run-id", "cli-2") == promotion_cli.EXIT_ERROR  # no previous
+    assert cli("rollback", "--reason", "ops call", "--run-id", "cli-1") == 0
+    assert cli("rollback", "--reason", "ops call", "--run-id", "cli-1") == 0  # replayed
+    assert cli("rollback", "--reason", "again", "--run-id", "cli-2") == EXIT_INVALID  # no previous champion
     assert aliases(settings) == {"champion": "1"}
     capsys.readouterr()
-    assert cli("audit", "--alias", "champion", "--limit", "1") == promotion_cli.EXIT_OK
+    assert cli("audit", "--alias", "champion", "--limit", "1") == 0
     (move,) = json.loads(capsys.readouterr().out)["moves"]
     assert {k: move[k] for k in ("alias", "action", "from_version", "to_version", "run_id", "reason")} == {
         "alias": "champion", "action": "rollback", "from_version": "2", "to_version": "1", "run_id": "cli-1",
@@ -381,7 +377,7 @@ def test_retrain_dag_promotes_on_drifted_traffic_and_rollback_restores_exactly(a
                                                                 "canary_verdict", "withdraw"}
     assert aliases(settings) == {"champion": "1"}
     v1 = registry.get_version(client, model_name, "1")
-    assert v1.tags["autoretrain.model_card"] == f"runs:/{v1.run_id}/model_card.md"
+    assert v1.tags[lineage.MODEL_CARD] == f"runs:/{v1.run_id}/model_card.md"
     assert "## Comparison\n\nNot compared" not in client.get_model_version(model_name, "1").description
 
     # 2. drift: a new spam campaign reaches users; the champion calls it ham; users report it
@@ -418,7 +414,7 @@ def test_retrain_dag_promotes_on_drifted_traffic_and_rollback_restores_exactly(a
     assert feedback["challenger"]["recall"] > 0.9 > 0.1 > feedback["champion"]["recall"]
     assert aliases(settings) == {"champion": "2", "previous": "1"}
     parent = client.get_run(registry.get_version(client, model_name, "2").tags["autoretrain.parent_run_id"])
-    assert parent.data.tags["autoretrain.feedback_rows"] == "300"
+    assert parent.data.tags[lineage.FEEDBACK_ROWS] == "300"
     assert int(parent.data.metrics["rows_feedback_train"] + parent.data.metrics["rows_feedback_test"]) == 300
     card = client.get_model_version(model_name, "2").description
     assert "## Comparison with the champion\n\n**promote**" in card and "| feedback |" in card

@@ -122,7 +122,7 @@ def _context(exception: BaseException) -> dict:
 def test_failure_callback_posts_through_the_webhook_notifier(settings, slack_receiver, monkeypatch):
     """The task-level callback, called as Airflow calls it (a DAG-level notifier cannot run under dag.test)."""
     from autoretrain.airflow.callbacks import on_task_failure
-    from autoretrain.airflow.dataset import DatasetRejected
+    from autoretrain.airflow.errors import DatasetRejected
 
     monkeypatch.setenv("AUTORETRAIN_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("AUTORETRAIN_SLACK_WEBHOOK_CONN_ID", "slack_webhook_test")

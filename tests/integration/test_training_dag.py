@@ -83,3 +83,25 @@ def test_broken_dataset_never_reaches_training(airflow_db, env, tmp_path):
     assert states["load"] == "failed"
     assert "success" not in {states.get(t) for t in ("train", "register", "alias")}
     assert client.search_registered_models(f"name = '{settings.model_name}'") == []
+
+
+def test_a_run_with_an_untouched_form_uses_the_workers_settings(airflow_db, env, monkeypatch):
+    """The DAG is parsed where AUTORETRAIN_CV_FOLDS=4 (the DAG processor), the task runs where it is 3.
+
+    A scheduled run (like this run without conf) takes the Params' defaults; they are None, so the
+    worker's environment decides, not the settings the DAG processor saw when it parsed the file.
+    """
+    settings, client = env
+    monkeypatch.setenv("AUTORETRAIN_CV_FOLDS", "4")
+    dag = dag_from_bag("training")
+    assert dag.params["cv_folds"] is None and dag.params["families"] is None
+    monkeypatch.setenv("AUTORETRAIN_CV_FOLDS", "3")  # the worker's environment
+    monkeypatch.setenv("AUTORETRAIN_FAMILIES", "complement_nb")
+    run = dag.test()
+    assert run.state == "success", task_states(run)
+    ref = registry.get_version(client, settings.model_name, "1")
+    parent = client.get_run(ref.tags["autoretrain.parent_run_id"])
+    assert parent.data.params["settings.cv_folds"] == "3"
+    assert parent.data.params["settings.families"] == "['complement_nb']"
+    family_run = client.get_run(ref.run_id)
+    assert family_run.data.params["cv_folds"] == "3" and family_run.data.params["family"] == "complement_nb"

@@ -17,12 +17,12 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from autoretrain.airflow.training import settings_for
+from autoretrain.airflow.context import airflow_url, context_ids, settings_for
+from autoretrain.airflow.errors import maps_errors
 from autoretrain.alerts.messages import (
     BUILDERS,
     Alert,
     Route,
-    airflow_run_url,
     build_alert,
     in_cooldown,
     mlflow_run_url,
@@ -132,33 +132,6 @@ def _guard(fn: Any, action: str) -> Any:
         return None
 
 
-# ------------------------------------------------------------------------------------- context
-def context_ids(context: Mapping[str, Any] | None) -> dict[str, str | None]:
-    """``dag_id``, ``run_id`` and ``task_id`` of a task context (None outside Airflow)."""
-    if not context:
-        return {"dag_id": None, "run_id": None, "task_id": None}
-    ti = context.get("ti") or context.get("task_instance")
-    dag = context.get("dag")
-    return {"dag_id": getattr(dag, "dag_id", None) or getattr(ti, "dag_id", None),
-            "run_id": str(context["run_id"]) if context.get("run_id") else getattr(ti, "run_id", None),
-            "task_id": getattr(ti, "task_id", None)}
-
-
-def airflow_base_url() -> str:
-    """The Airflow UI's address (``[api] base_url``)."""
-    from airflow.sdk.configuration import conf
-
-    return conf.get("api", "base_url", fallback="http://localhost:8080/")
-
-
-def airflow_url(context: Mapping[str, Any]) -> str | None:
-    """The link to this DAG run in the Airflow UI."""
-    ids = context_ids(context)
-    if not ids["dag_id"] or not ids["run_id"]:
-        return None
-    return airflow_run_url(airflow_base_url(), ids["dag_id"], ids["run_id"])
-
-
 # ------------------------------------------------------------------------------------ operator
 class SendAlertOperator(BaseOperator):
     """Build an alert of ``kind`` (drift, regression, promotion, rejection, rollback...) and send it.
@@ -178,6 +151,7 @@ class SendAlertOperator(BaseOperator):
         self.kind = kind
         self.fields = dict(fields or {})
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
         settings = settings_for(context)
         fields = {"run_id": context["run_id"], "airflow_url": airflow_url(context), **self.fields}

@@ -1,6 +1,6 @@
 """The failure callback of every task (wired through ``default_args``): one place for failure alerts.
 
-A rejected dataset (:class:`~autoretrain.airflow.dataset.DatasetRejected`, raised by the
+A rejected dataset (:class:`~autoretrain.airflow.errors.DatasetRejected`, raised by the
 validation gate of any DAG) becomes a ``validation_failed`` alert listing the failed checks; any
 other failure a ``task_failure`` alert. Both go through :func:`autoretrain.airflow.alerting.send_alert`
 (Slack provider notifiers, severity routing, cool-down, alert table). A callback never raises.
@@ -16,10 +16,11 @@ log = logging.getLogger("autoretrain.alerts")
 
 def on_task_failure(context: dict[str, Any]) -> None:
     """Alert that a task failed for good (after its retries)."""
-    from autoretrain.airflow.alerting import airflow_url, context_ids, send_alert
-    from autoretrain.airflow.dataset import DatasetRejected
+    from autoretrain.airflow.alerting import send_alert
+    from autoretrain.airflow.context import airflow_url, context_ids, settings_for
+    from autoretrain.airflow.errors import DatasetRejected
     from autoretrain.alerts.messages import task_failure_alert, validation_failure_alert
-    from autoretrain.config import SettingsError, load_settings
+    from autoretrain.config import SettingsError
 
     ids = context_ids(context)
     error = context.get("exception")
@@ -34,7 +35,7 @@ def on_task_failure(context: dict[str, Any]) -> None:
                                    error=str(error or ""), airflow_url=airflow_url(context),
                                    log_url=getattr(ti, "log_url", None))
     try:
-        settings = load_settings().with_overrides(dict(context.get("params") or {}))
+        settings = settings_for(context)
     except SettingsError as err:  # the alert must still reach someone: embedded defaults, log only
         log.error("settings unreadable (%s); alert logged only:\n%s", err, alert.text)
         return

@@ -12,50 +12,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk import Asset, BaseOperator, Context
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import BaseOperator, Context
 
-from autoretrain.airflow.training import settings_for
-
-#: updated by every successful dataset_validation run; extra: digest, rows, snapshot uri
-VALIDATED_DATASET = Asset(name="autoretrain_validated_dataset", uri="x-autoretrain://datasets/validated",
-                          group="dataset")
-
-
-class DatasetRejected(AirflowFailException):
-    """A dataset failed blocking checks (no retry); ``summary`` holds the report for the alert."""
-
-    def __init__(self, summary: Mapping[str, Any]) -> None:
-        self.summary = dict(summary)
-        failed = "; ".join(f"{f['name']}: {f['details']}" for f in self.summary.get("failures", []))
-        super().__init__(f"dataset {self.summary.get('source')} failed validation: {failed}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.summary,)
-
-    @classmethod
-    def from_report(cls, report: Any) -> DatasetRejected:
-        """From a :class:`~autoretrain.data.validation.ValidationReport` (the training gate's)."""
-        from autoretrain.data.pii import redact
-
-        failures = [{"name": c.name, "score": c.score, "threshold": c.threshold,
-                     "details": redact(c.details), "blocking": c.blocking} for c in report.failures]
-        return cls({"source": report.source, "passed": report.passed, "failures": failures})
-
-
-def run_time(context: Mapping[str, Any]) -> datetime:
-    """The run's reference time: data interval end, else logical date, else when the run was due."""
-    for key in ("data_interval_end", "logical_date"):
-        if context.get(key) is not None:
-            return _utc(context[key])
-    return _utc(context["dag_run"].run_after)
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+from autoretrain.airflow.assets import VALIDATED_DATASET
+from autoretrain.airflow.context import run_time, settings_for
+from autoretrain.airflow.errors import DatasetRejected, maps_errors
 
 
 def _report_prefix(context: Mapping[str, Any]) -> str:
@@ -77,23 +40,19 @@ class ValidateDatasetOperator(BaseOperator):
         super().__init__(**kwargs)
         self.feedback_loader = feedback_loader
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
         from autoretrain.data.dataset_validation import render_json, render_markdown, validate_dataset
         from autoretrain.data.feedback import resolve_loader
-        from autoretrain.data.snapshots import SnapshotError, artifact_store, snapshot_times, write_report
+        from autoretrain.data.snapshots import artifact_store, snapshot_times, write_report
 
         settings = settings_for(context)
-        try:
-            store = artifact_store(settings)
-            times = snapshot_times(store)
-            result = validate_dataset(settings, now=run_time(context), snapshot_times=times,
-                                      feedback_loader=resolve_loader(self.feedback_loader))
-            locations = write_report(store, _report_prefix(context), {"report.json": render_json(result),
-                                                                       "report.md": render_markdown(result)})
-        except ValueError as err:  # a bad loader spec: retrying will not help
-            raise AirflowFailException(str(err)) from err
-        except SnapshotError as err:  # the artifact store is down: worth a retry
-            raise RuntimeError(str(err)) from err
+        store = artifact_store(settings)
+        times = snapshot_times(store)
+        result = validate_dataset(settings, now=run_time(context), snapshot_times=times,
+                                  feedback_loader=resolve_loader(self.feedback_loader))
+        locations = write_report(store, _report_prefix(context), {"report.json": render_json(result),
+                                                                   "report.md": render_markdown(result)})
         summary = {**result.summary(), "report": locations}
         summary.pop("reports")  # the full report is in the artifact store; keep the XCom small
         for line in render_markdown(result).splitlines():
@@ -119,21 +78,17 @@ class SnapshotDatasetOperator(BaseOperator):
         self.validated = validated
         self.feedback_loader = feedback_loader
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
         from autoretrain.data.dataset_validation import snapshot_validated, validate_dataset
         from autoretrain.data.feedback import resolve_loader
-        from autoretrain.data.snapshots import SnapshotError, artifact_store
+        from autoretrain.data.snapshots import artifact_store
 
         settings = settings_for(context)
-        try:
-            store = artifact_store(settings)
-            result = validate_dataset(settings, now=run_time(context),
-                                      feedback_loader=resolve_loader(self.feedback_loader))
-            snapshot = snapshot_validated(store, result, expected_digest=self.validated["digest"])
-        except ValueError as err:  # changed or failing data: the next run deals with it
-            raise AirflowFailException(str(err)) from err
-        except SnapshotError as err:
-            raise RuntimeError(str(err)) from err
+        store = artifact_store(settings)
+        result = validate_dataset(settings, now=run_time(context), feedback_loader=resolve_loader(self.feedback_loader))
+        # changed or failing data is refused (SnapshotRefused: the next run deals with it)
+        snapshot = snapshot_validated(store, result, expected_digest=self.validated["digest"])
         extra = {"digest": snapshot.digest, "rows": snapshot.rows, "uri": snapshot.uri}
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra

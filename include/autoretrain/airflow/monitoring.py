@@ -14,7 +14,9 @@ from typing import Any
 from airflow.sdk import BaseOperator, BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSkipException
 
-from autoretrain.airflow.training import settings_for
+from autoretrain.airflow.context import airflow_url, settings_for
+from autoretrain.airflow.errors import maps_errors
+from autoretrain.config import SettingsError
 
 
 def window_of(context: Context) -> tuple[datetime, datetime]:
@@ -23,11 +25,11 @@ def window_of(context: Context) -> tuple[datetime, datetime]:
     if params.get("window_end"):
         end = datetime.fromisoformat(str(params["window_end"]))
         if end.tzinfo is None:
-            raise ValueError(f"Param window_end={params['window_end']!r} needs a time zone, e.g. +00:00")
+            raise SettingsError(f"Param window_end={params['window_end']!r} needs a time zone, e.g. +00:00")
         return end - timedelta(hours=float(params.get("window_hours") or 6)), end
     start, end = context["data_interval_start"], context["data_interval_end"]
     if start is None or end is None or start >= end:
-        raise ValueError(f"run has no usable data interval ({start} .. {end}); pass Param window_end")
+        raise SettingsError(f"run has no usable data interval ({start} .. {end}); pass Param window_end")
     return start, end
 
 
@@ -36,6 +38,7 @@ class MeasureDriftOperator(BaseOperator):
 
     ui_color = "#fdf2e0"
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
         from autoretrain.monitoring.windows import measure_window
 
@@ -47,6 +50,7 @@ class MeasureDriftOperator(BaseOperator):
 class DecideRetrainOperator(BaseOperator):
     """Retrain or not, with hysteresis over the latest windows; recorded on the window's row."""
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
         from autoretrain.monitoring.windows import decide_window
 
@@ -62,6 +66,7 @@ class DriftSensor(BaseSensorOperator):
     def __init__(self, *, poke_interval: float = 10, timeout: float = 600, **kwargs: Any) -> None:
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
 
+    @maps_errors
     def poke(self, context: Context) -> PokeReturnValue | bool:
         from autoretrain.monitoring.windows import read_decision
 
@@ -86,6 +91,7 @@ class RecordActionOperator(BaseOperator):
         super().__init__(**kwargs)
         self.action = action
 
+    @maps_errors
     def execute(self, context: Context) -> str:
         from autoretrain.monitoring.windows import record_action
 
@@ -99,8 +105,9 @@ class DriftAlertOperator(BaseOperator):
 
     ui_color = "#fdecea"
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
-        from autoretrain.airflow.alerting import airflow_url, send_alert
+        from autoretrain.airflow.alerting import send_alert
         from autoretrain.alerts.messages import drift_alert, mlflow_run_url
         from autoretrain.monitoring.windows import read_window_row
 

@@ -13,64 +13,15 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Asset, BaseBranchOperator, BaseOperator, BaseSensorOperator, Context, Param, PokeReturnValue
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import BaseBranchOperator, BaseOperator, BaseSensorOperator, Context, PokeReturnValue
 
-from autoretrain.airflow.training import settings_for
-from autoretrain.config import KNOWN_FAMILIES, Settings
-
-#: new labelled traffic worth a retrain; emitted by whatever ingests labels (e.g. through Airflow's
-#: REST API: POST /api/v2/assets/events), it schedules ``retrain_compare_promote``
-LABELLED_FEEDBACK = Asset(name="autoretrain_labelled_feedback", uri="x-autoretrain://feedback/labelled",
-                          group="feedback")
-
-COMPARE, CANARY = "compare", "canary"
-BRANCHES = {"dry_run": "dry_run", "reject": "reject", "no_canary": "no_canary", "canary": "start_canary"}
+from autoretrain.airflow.context import airflow_url, audit_ids, settings_for
+from autoretrain.airflow.errors import maps_errors
+from autoretrain.errors import AutoRetrainError
 
 
-# ---------------------------------------------------------------------------------------- params
-def retrain_params(settings: Settings) -> dict[str, Param]:
-    """The manual-trigger form of ``retrain_compare_promote``."""
-    return {
-        "reason": Param("manual retrain", type="string", minLength=1, title="Reason",
-                        description="Why this run: recorded with every alias move and in the alerts. "
-                                    "The monitoring DAG puts its drift reasons here."),
-        "families": Param(list(settings.families), type="array", items={"type": "string", "enum": list(KNOWN_FAMILIES)},
-                          examples=list(KNOWN_FAMILIES), title="Model families",
-                          description="Families the challenger is searched over (best CV F1 wins)."),
-        "cv_folds": Param(settings.cv_folds, type="integer", minimum=2, maximum=10, title="CV folds"),
-        "force": Param(False, type="boolean", title="Force",
-                       description="Promote a challenger that passes its gates even without a significant "
-                                   "improvement. The gates are never skipped."),
-        "dry_run": Param(False, type="boolean", title="Dry run",
-                         description="Train, register and compare; move no alias and touch no routing."),
-        "canary_minutes": Param(settings.canary_minutes, type="integer", minimum=0, title="Canary minutes",
-                                description="Canary window on live traffic; 0 promotes right after the "
-                                            "comparison (no prediction service needed)."),
-        "canary_percent": Param(settings.canary_percent, type="integer", minimum=1, maximum=100,
-                                title="Canary percent", description="Share of users the challenger answers."),
-        "drift_reasons": Param(None, type=["null", "object", "array"], title="Drift details",
-                               description="Set by the monitoring DAG: the drift decision that triggered this run."),
-        "monitoring_run_id": Param(None, type=["null", "string"], title="Monitoring run",
-                                   description="Set by the monitoring DAG: the run whose window triggered this one."),
-    }
-
-
-def rollback_params(settings: Settings) -> dict[str, Param]:
-    """The form of the ``rollback`` DAG."""
-    return {
-        "reason": Param("rollback requested by an operator", type="string", minLength=1, title="Reason",
-                        description="Recorded with the alias move and sent in the alert."),
-        "to_version": Param(None, type=["null", "string"], pattern="^[0-9]+$", title="Version",
-                            description="Version to restore; empty: the recorded previous champion."),
-    }
-
-
-# --------------------------------------------------------------------------------------- helpers
-def audit_ids(context: Context) -> dict[str, str]:
-    """``run_id`` (``<dag_id>/<run_id>``) and ``actor`` (``airflow:<dag_id>.<task_id>``) of alias moves."""
-    dag_id = context["dag"].dag_id
-    return {"run_id": f"{dag_id}/{context['run_id']}", "actor": f"airflow:{dag_id}.{context['ti'].task_id}"}
+class MissingUpstream(AutoRetrainError):
+    """A task ran without the XCom of the upstream task it reads (the DAG is wired wrong)."""
 
 
 def trigger_reason(context: Context) -> dict[str, Any]:
@@ -92,8 +43,8 @@ def _pull(context: Context, task_id: str, key: str = "return_value") -> Any:
 def _decision(context: Context, task_id: str) -> dict[str, Any]:
     decision = _pull(context, task_id, "decision")
     if not decision:
-        raise AirflowFailException(f"no comparison decision in XCom {task_id!r}/decision; did {task_id} run?")
-    return decision
+        raise MissingUpstream(f"no comparison decision in XCom {task_id!r}/decision; did {task_id} run?")
+    return dict(decision)
 
 
 def _metrics(decision: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,7 +58,7 @@ def _metrics(decision: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _alert(kind: str, context: Context, **fields: Any) -> None:
-    from autoretrain.airflow.alerting import airflow_url, send_alert
+    from autoretrain.airflow.alerting import send_alert
     from autoretrain.alerts.messages import build_alert, mlflow_model_url
 
     settings = settings_for(context)
@@ -120,29 +71,43 @@ def _alert(kind: str, context: Context, **fields: Any) -> None:
 
 # ------------------------------------------------------------------------------------- operators
 class CompareOperator(BaseBranchOperator):
-    """Champion vs challenger on the same hold-out; branches to dry_run, reject, no_canary or start_canary."""
+    """Champion vs challenger on the same hold-out; branches to the dry-run, reject, promote or canary task.
+
+    The four task ids are the DAG's; each must be a direct downstream of this task (a branch skips
+    every direct downstream it does not choose). The decision is pushed as XCom ``decision``.
+    """
 
     template_fields: Sequence[str] = ("loaded", "registered")
     ui_color = "#fff4e0"
 
-    def __init__(self, *, loaded: Any, registered: Any, **kwargs: Any) -> None:
+    def __init__(self, *, loaded: Any, registered: Any, dry_run_task_id: str, reject_task_id: str,
+                 promote_task_id: str, canary_task_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.loaded = loaded
         self.registered = registered
+        self.dry_run_task_id, self.reject_task_id = dry_run_task_id, reject_task_id
+        self.promote_task_id, self.canary_task_id = promote_task_id, canary_task_id
 
+    @property
+    def branch_task_ids(self) -> set[str]:
+        """Every task this branch can choose."""
+        return {self.dry_run_task_id, self.reject_task_id, self.promote_task_id, self.canary_task_id}
+
+    @maps_errors
     def choose_branch(self, context: Context) -> str:
         from autoretrain.promotion.rollout import compare_challenger
 
         params = context.get("params") or {}
-        decision = compare_challenger(settings_for(context), parent_run_id=self.loaded["parent_run_id"],
+        settings = settings_for(context)
+        decision = compare_challenger(settings, parent_run_id=self.loaded["parent_run_id"],
                                       registered=self.registered, force=bool(params.get("force")))
         context["ti"].xcom_push(key="decision", value=decision)
         if params.get("dry_run"):
-            return BRANCHES["dry_run"]
+            return self.dry_run_task_id
         if not decision["promote"]:
-            return BRANCHES["reject"]
-        no_canary = decision["champion_version"] is None or settings_for(context).canary_minutes == 0
-        return BRANCHES["no_canary" if no_canary else "canary"]
+            return self.reject_task_id
+        no_canary = decision["champion_version"] is None or settings.canary_minutes == 0
+        return self.promote_task_id if no_canary else self.canary_task_id
 
 
 class StartCanaryOperator(BaseOperator):
@@ -150,10 +115,11 @@ class StartCanaryOperator(BaseOperator):
 
     ui_color = "#fff4e0"
 
-    def __init__(self, *, decision_task_id: str = COMPARE, **kwargs: Any) -> None:
+    def __init__(self, *, decision_task_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.decision_task_id = decision_task_id
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
         from autoretrain.promotion.rollout import start_canary
 
@@ -167,18 +133,19 @@ class CanarySensor(BaseSensorOperator):
 
     ui_color = "#fdf2d0"
 
-    def __init__(self, *, start_task_id: str = "start_canary", **kwargs: Any) -> None:
+    def __init__(self, *, start_task_id: str, **kwargs: Any) -> None:
         kwargs.setdefault("mode", "reschedule")
         kwargs.setdefault("timeout", timedelta(hours=24).total_seconds())
         super().__init__(**kwargs)
         self.start_task_id = start_task_id
 
+    @maps_errors
     def poke(self, context: Context) -> PokeReturnValue:
         from autoretrain.promotion.rollout import canary_status
 
         canary = _pull(context, self.start_task_id)
         if not canary:
-            raise AirflowFailException(f"no canary description in XCom of {self.start_task_id!r}")
+            raise MissingUpstream(f"no canary description in XCom of {self.start_task_id!r}")
         verdict = canary_status(settings_for(context), canary=canary)
         return PokeReturnValue(is_done=verdict["status"] != "wait", xcom_value={**verdict, "canary": canary})
 
@@ -186,11 +153,11 @@ class CanarySensor(BaseSensorOperator):
 class CanaryBranchOperator(BaseBranchOperator):
     """``promote`` when the canary passed, ``withdraw`` when it failed."""
 
-    def __init__(self, *, canary_task_id: str = CANARY, passed_task_id: str = "promote",
-                 failed_task_id: str = "withdraw", **kwargs: Any) -> None:
+    def __init__(self, *, canary_task_id: str, passed_task_id: str, failed_task_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.canary_task_id, self.passed_task_id, self.failed_task_id = canary_task_id, passed_task_id, failed_task_id
 
+    @maps_errors
     def choose_branch(self, context: Context) -> str:
         verdict = _pull(context, self.canary_task_id) or {}
         for reason in verdict.get("reasons", []):
@@ -203,12 +170,12 @@ class PromoteOperator(BaseOperator):
 
     ui_color = "#e9f7ef"
 
-    def __init__(self, *, decision_task_id: str = COMPARE, canary_task_id: str = CANARY,
-                 trigger_task_id: str = "trigger", **kwargs: Any) -> None:
+    def __init__(self, *, decision_task_id: str, canary_task_id: str, trigger_task_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.decision_task_id, self.canary_task_id, self.trigger_task_id = (decision_task_id, canary_task_id,
                                                                              trigger_task_id)
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
         from autoretrain.promotion.rollout import promote_challenger
 
@@ -231,10 +198,11 @@ class RejectOperator(BaseOperator):
 
     ui_color = "#fdecea"
 
-    def __init__(self, *, decision_task_id: str = COMPARE, **kwargs: Any) -> None:
+    def __init__(self, *, decision_task_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.decision_task_id = decision_task_id
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
         decision = _decision(context, self.decision_task_id)
         _alert("rejection", context, version=decision["version"], champion_version=decision["champion_version"],
@@ -248,10 +216,11 @@ class WithdrawOperator(BaseOperator):
 
     ui_color = "#fdecea"
 
-    def __init__(self, *, decision_task_id: str = COMPARE, canary_task_id: str = CANARY, **kwargs: Any) -> None:
+    def __init__(self, *, decision_task_id: str, canary_task_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.decision_task_id, self.canary_task_id = decision_task_id, canary_task_id
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
         from autoretrain.promotion.rollout import withdraw_challenger
 
@@ -270,17 +239,15 @@ class RollbackOperator(BaseOperator):
 
     ui_color = "#fdecea"
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
         from autoretrain.promotion.rollout import rollback
-        from autoretrain.registry import RegistryError
 
         params = context.get("params") or {}
         reason = str(params.get("reason") or "rollback requested")
-        try:
-            result = rollback(settings_for(context), reason=reason, to_version=params.get("to_version") or None,
-                              **audit_ids(context))
-        except RegistryError as err:  # no previous champion / unknown version: a retry will not help
-            raise AirflowFailException(str(err)) from err
+        # no previous champion / an unknown version is a RegistryError: it fails without retry
+        result = rollback(settings_for(context), reason=reason, to_version=params.get("to_version") or None,
+                          **audit_ids(context))
         _alert("rollback", context, from_version=result["from_version"], to_version=result["to_version"],
                reason=reason)
         return result

@@ -12,17 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk import BaseBranchOperator, BaseOperator, Context, task
-from airflow.sdk.exceptions import AirflowFailException
 
-from autoretrain.config import Settings, SettingsError, load_settings
-
-
-def settings_for(context: Context) -> Settings:
-    """The settings of this run: file and environment, overridden by the DAG run's Params."""
-    try:
-        return load_settings().with_overrides(dict(context.get("params") or {}))
-    except SettingsError as err:  # a bad Param or settings file: retrying will not help
-        raise AirflowFailException(str(err)) from err
+from autoretrain.airflow.context import audit_ids, run_time, settings_for
+from autoretrain.airflow.errors import maps_errors
+from autoretrain.errors import AutoRetrainError
 
 
 def run_key(context: Context) -> Any:
@@ -32,11 +25,15 @@ def run_key(context: Context) -> Any:
     return RunKey(dag_id=context["dag"].dag_id, run_id=context["run_id"])
 
 
+class NoFamilies(AutoRetrainError):
+    """The run's Param ``families`` is an empty list."""
+
+
 def resolve_families(context: Context) -> list[str]:
     """The model families of this run (Param ``families``); an empty list fails the run."""
     families = list(settings_for(context).families)
     if not families:
-        raise AirflowFailException("no model families selected (Param 'families' is empty)")
+        raise NoFamilies("no model families selected (Param 'families' is empty)")
     return families
 
 
@@ -53,21 +50,19 @@ class LoadDataOperator(BaseOperator):
         super().__init__(**kwargs)
         self.with_feedback = with_feedback
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
-        from autoretrain.airflow.dataset import run_time
-        from autoretrain.data.sources import DataSourceError
+        from autoretrain.data.sources import DataSourceError, redact_uri
+        from autoretrain.data.validation import DataValidationError, unreadable_report
         from autoretrain.training.steps import load_data
 
+        settings = settings_for(context)
         try:
-            return load_data(settings_for(context), run_key(context),
+            return load_data(settings, run_key(context),
                              feedback_until=run_time(context) if self.with_feedback else None)
-        except DataSourceError as err:  # a broken source does not get better on retry
-            from autoretrain.airflow.dataset import DatasetRejected
-            from autoretrain.data.sources import redact_uri
-            from autoretrain.data.validation import unreadable_report
-
-            source = redact_uri(settings_for(context).resolved_data_uri())
-            raise DatasetRejected.from_report(unreadable_report(source, str(err))) from err
+        except DataSourceError as err:  # an unreadable source is a dataset that fails its checks
+            report = unreadable_report(redact_uri(settings.resolved_data_uri()), str(err))
+            raise DataValidationError(report) from err
 
 
 class ValidateDataOperator(BaseOperator):
@@ -80,17 +75,12 @@ class ValidateDataOperator(BaseOperator):
         super().__init__(**kwargs)
         self.loaded = loaded
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
-        from autoretrain.airflow.dataset import DatasetRejected
-        from autoretrain.data.validation import DataValidationError
         from autoretrain.training.steps import validate_data
 
-        try:  # validate_frame's default checks are the full DATASET_CHECKS list of the weekly DAG
-            return validate_data(settings_for(context), parent_run_id=self.loaded["parent_run_id"])
-        except DataValidationError as err:  # the failure callback sends the validation_failed alert
-            raise DatasetRejected.from_report(err.report) from err
-        except ValueError as err:
-            raise AirflowFailException(str(err)) from err
+        # a failed check raises DataValidationError: the failure callback sends the validation_failed alert
+        return validate_data(settings_for(context), parent_run_id=self.loaded["parent_run_id"])
 
 
 class TrainFamilyOperator(BaseOperator):
@@ -104,6 +94,7 @@ class TrainFamilyOperator(BaseOperator):
         self.loaded = loaded
         self.family = family
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
         from autoretrain.training.steps import train_family
 
@@ -121,6 +112,7 @@ class SelectModelOperator(BaseOperator):
         self.loaded = loaded
         self.results = results
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
         from autoretrain.training.steps import select_model
 
@@ -138,6 +130,7 @@ class EvaluateModelOperator(BaseOperator):
         self.loaded = loaded
         self.selected = selected
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
         from autoretrain.training.steps import evaluate_model
 
@@ -157,6 +150,7 @@ class RegisterModelOperator(BaseOperator):
         self.selected = selected
         self.metrics = metrics
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
         from autoretrain.training.steps import register_model
 
@@ -180,6 +174,7 @@ class GateBranchOperator(BaseBranchOperator):
         self.passed_task_id = passed_task_id
         self.failed_task_id = failed_task_id
 
+    @maps_errors
     def choose_branch(self, context: Context) -> str:
         from autoretrain.training.steps import gate_model
 
@@ -198,13 +193,12 @@ class AssignAliasOperator(BaseOperator):
         super().__init__(**kwargs)
         self.registered = registered
 
+    @maps_errors
     def execute(self, context: Context) -> dict[str, Any]:
         from autoretrain.training.steps import assign_alias
 
         settings = settings_for(context)
-        key = run_key(context)
-        return assign_alias(settings, registered=self.registered, promote=settings.promote, run_id=str(key),
-                            actor=f"airflow:{key.dag_id}.{self.task_id}")
+        return assign_alias(settings, registered=self.registered, promote=settings.promote, **audit_ids(context))
 
 
 class ReportGateFailureOperator(BaseOperator):
@@ -217,8 +211,10 @@ class ReportGateFailureOperator(BaseOperator):
         self.registered = registered
         self.gate = gate
 
+    @maps_errors
     def execute(self, context: Context) -> str:
-        from autoretrain.airflow.alerting import airflow_url, send_alert
+        from autoretrain.airflow.alerting import send_alert
+        from autoretrain.airflow.context import airflow_url
         from autoretrain.alerts.messages import gate_failure_alert, mlflow_model_url
 
         settings = settings_for(context)

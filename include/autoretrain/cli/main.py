@@ -24,7 +24,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from autoretrain.config import Settings, SettingsError, load_settings
+from autoretrain import lineage
+from autoretrain.config import Settings, load_settings
+from autoretrain.errors import AutoRetrainError
 
 log = logging.getLogger("autoretrain")
 
@@ -36,19 +38,13 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Run the training lifecycle in this process and print its summary as JSON."""
-    from autoretrain.data.sources import DataSourceError
-    from autoretrain.data.validation import DataValidationError
     from autoretrain.training.steps import RunKey, run_training
 
     families = args.families.split(",") if args.families else None
     settings = _settings(args, data_uri=args.data, families=families, cv_folds=args.cv_folds,
                          promote=False if args.no_promote else None)
     key = RunKey(dag_id="cli", run_id=args.run_id or time.strftime("cli__%Y-%m-%dT%H:%M:%S"))
-    try:
-        result = run_training(settings, key)
-    except (DataSourceError, DataValidationError) as err:
-        log.error("%s", err)
-        return 2
+    result = run_training(settings, key)
     summary = {k: result[k] for k in ("selected", "alias", "seconds")}
     summary["version"] = result["registered"]["version"]
     summary["holdout"] = {k: round(result["holdout"][k], 4)
@@ -74,7 +70,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     for mv in sorted(versions, key=lambda v: int(v.version)):
         tags = mv.tags or {}
         rows.append({"version": mv.version, "aliases": sorted(aliases.get(str(mv.version), [])),
-                     "family": tags.get("autoretrain.family"), "gates": tags.get("autoretrain.gates"),
+                     "family": tags.get(lineage.FAMILY), "gates": tags.get(lineage.GATES),
                      "holdout_f1": tags.get("holdout_f1"), "created": mv.creation_timestamp})
     print(json.dumps({"model": settings.model_name, "versions": rows}, indent=2))
     return 0
@@ -88,26 +84,22 @@ def cmd_drift(args: argparse.Namespace) -> int:
     from autoretrain.monitoring.windows import adhoc_drift, load_champion
 
     settings = _settings(args)
-    try:
-        texts, labels = _messages(read_bytes(args.current).decode("utf-8", errors="replace"), settings.labels)
-        if args.reference is None and args.model is None:
-            report = adhoc_drift(settings, load_champion(settings, tracking.client_for(settings)), texts, labels)
-        else:
-            model = None
-            if args.model:
-                name, _, ref = args.model.removeprefix("models:/").replace("@", "/").partition("/")
-                model, _ = registry.load_verified(tracking.client_for(settings), name, ref or registry.CHAMPION)
-            ref_texts = (_messages(read_bytes(args.reference).decode("utf-8", errors="replace"), settings.labels)[0]
-                         if args.reference else None)
-            if ref_texts is None:
-                raise DataSourceError("--model without --reference: give --reference FILE, or neither to use "
-                                      "the champion's training data")
-            report = run_checks(Sample(texts=ref_texts), Sample(texts=texts), model=model, labels=labels,
-                                drift_threshold=settings.drift_threshold, positive_label=settings.positive_label,
-                                min_window_size=settings.drift_min_window_size).as_dict()
-    except (DataSourceError, registry.RegistryError, registry.ModelIntegrityError) as err:
-        log.error("%s", err)
-        return 2
+    texts, labels = _messages(read_bytes(args.current).decode("utf-8", errors="replace"), settings.labels)
+    if args.reference is None and args.model is None:
+        report = adhoc_drift(settings, load_champion(settings, tracking.client_for(settings)), texts, labels)
+    else:
+        model = None
+        if args.model:
+            name, _, ref = args.model.removeprefix("models:/").replace("@", "/").partition("/")
+            model, _ = registry.load_verified(tracking.client_for(settings), name, ref or registry.CHAMPION)
+        ref_texts = (_messages(read_bytes(args.reference).decode("utf-8", errors="replace"), settings.labels)[0]
+                     if args.reference else None)
+        if ref_texts is None:
+            raise DataSourceError("--model without --reference: give --reference FILE, or neither to use "
+                                  "the champion's training data")
+        report = run_checks(Sample(texts=ref_texts), Sample(texts=texts), model=model, labels=labels,
+                            drift_threshold=settings.drift_threshold, positive_label=settings.positive_label,
+                            min_window_size=settings.drift_min_window_size).as_dict()
     print(json.dumps(report, indent=2, default=str))
     return 1 if report.get("drifted") else 0
 
@@ -127,7 +119,7 @@ def _messages(text: str, labels: Sequence[str]) -> tuple[list[str], list[str | N
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the prediction service on the champion until SIGTERM/SIGINT."""
-    from autoretrain.serving import run
+    from autoretrain.serving.server import run
 
     run(_settings(args), host=args.host, port=args.port)
     return 0
@@ -208,10 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("urllib3", "alembic", "botocore", "mlflow.store", "mlflow.tracking"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return args.func(args)
-    except SettingsError as err:
-        log.error("settings: %s", err)
-        return 2
+        return int(args.func(args))
+    except AutoRetrainError as err:  # every expected failure: one line, and the error's exit code
+        hint = " (a transient fault: the same command may succeed later)" if err.retryable else ""
+        log.error("%s%s", err, hint)
+        return err.exit_code
 
 
 if __name__ == "__main__":

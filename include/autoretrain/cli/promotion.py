@@ -6,9 +6,11 @@
     autoretrain audit [--alias A] [--limit N]                           the recorded alias moves
 
 Each prints JSON on stdout. Exit codes: 0 done (promoted, rolled back), 1 rejected by the
-comparison, 2 a usage, settings or registry error. Alias moves are recorded with the actor
-``cli:<user>@<host>`` and ``--run-id`` (default: a timestamp); running the same command again
-with the same ``--run-id`` replays the recorded move instead of making a second one.
+comparison, 2 a usage, settings or registry error, 75 a transient fault (MLflow or the database
+away: try again); errors are mapped to codes once, in :func:`autoretrain.cli.main.main`. Alias
+moves are recorded with the actor ``cli:<user>@<host>`` and ``--run-id`` (default: a timestamp);
+running the same command again with the same ``--run-id`` replays the recorded move instead of
+making a second one.
 
 Wire it into ``autoretrain.cli.main.build_parser`` with ``promotion_cli.add_commands(sub)``.
 """
@@ -24,11 +26,16 @@ import sys
 import time
 from typing import Any
 
-from autoretrain.config import Settings, SettingsError, load_settings
+from autoretrain import lineage
+from autoretrain.config import Settings, load_settings
+from autoretrain.errors import EXIT_CHECK_FAILED
+from autoretrain.registry import RegistryError
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
+
+class NotTrainedHere(RegistryError):
+    """A version that AutoRetrain did not train: it has no hold-out to be compared on."""
 
 
 def add_commands(sub: Any) -> None:
@@ -72,57 +79,42 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from autoretrain import registry, tracking
     from autoretrain.promotion import rollout
 
-    try:
-        settings = _settings(args)
-        client = tracking.client_for(settings)
-        ref = registry.get_version(client, settings.model_name, args.version or registry.CHALLENGER)
-        parent = ref.tags.get("autoretrain.parent_run_id")
-        if not parent:
-            log.error("version %s has no autoretrain.parent_run_id tag: it was not trained by AutoRetrain, so there "
-                      "is no hold-out to compare on", ref.version)
-            return EXIT_ERROR
-        decision = rollout.compare_challenger(settings, parent_run_id=parent, registered=ref.as_dict(),
-                                              force=args.force)
-        result: dict[str, Any] = {"decision": {k: decision[k] for k in ("promote", "reasons", "version",
-                                                                           "champion_version")}}
-        if decision["promote"] and not args.dry_run:
-            reasons = [f"cli: {args.reason}", *decision["reasons"]]
-            result["promotion"] = rollout.promote_challenger(settings, version=ref.version, reasons=reasons,
-                                                             **_ids(args, "promote"))
-    except (SettingsError, FileNotFoundError, registry.RegistryError, registry.AliasMoveError) as err:
-        log.error("%s", err)
-        return EXIT_ERROR
+    settings = _settings(args)
+    client = tracking.client_for(settings)
+    ref = registry.get_version(client, settings.model_name, args.version or registry.CHALLENGER)
+    parent = ref.tags.get(lineage.PARENT_RUN_ID)
+    if not parent:
+        raise NotTrainedHere(f"version {ref.version} has no {lineage.PARENT_RUN_ID} tag: it was not trained by "
+                             "AutoRetrain, so there is no hold-out to compare on")
+    decision = rollout.compare_challenger(settings, parent_run_id=parent, registered=ref.as_dict(), force=args.force)
+    result: dict[str, Any] = {"decision": {k: decision[k] for k in ("promote", "reasons", "version",
+                                                                       "champion_version")}}
+    if decision["promote"] and not args.dry_run:
+        reasons = [f"cli: {args.reason}", *decision["reasons"]]
+        result["promotion"] = rollout.promote_challenger(settings, version=ref.version, reasons=reasons,
+                                                         **_ids(args, "promote"))
     _print(result)
-    return EXIT_OK if decision["promote"] else EXIT_REJECTED
+    return 0 if decision["promote"] else EXIT_CHECK_FAILED
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Champion back to ``previous`` (or ``--to``), recorded."""
-    from autoretrain import registry
     from autoretrain.promotion import rollout
 
-    try:
-        result = rollout.rollback(_settings(args), reason=args.reason, to_version=args.to_version,
-                                  **_ids(args, "rollback"))
-    except (SettingsError, registry.RegistryError, registry.AliasMoveError) as err:
-        log.error("%s", err)
-        return EXIT_ERROR
+    result = rollout.rollback(_settings(args), reason=args.reason, to_version=args.to_version,
+                              **_ids(args, "rollback"))
     _print(result)
-    return EXIT_OK
+    return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Print the alias audit of the model, newest first."""
     from autoretrain.audit import aliases as audit
 
-    try:
-        settings = _settings(args)
-    except SettingsError as err:
-        log.error("%s", err)
-        return EXIT_ERROR
+    settings = _settings(args)
     with audit.engine_for(settings) as engine:
         records = audit.history(engine, settings.model_name, alias=args.alias, limit=args.limit)
     _print({"model": settings.model_name, "moves": [
         {k: r.as_dict()[k] for k in ("created_at", "alias", "action", "from_version", "to_version", "actor",
                                      "run_id", "reason")} for r in records]})
-    return EXIT_OK
+    return 0

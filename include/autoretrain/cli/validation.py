@@ -18,11 +18,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from autoretrain.config import SettingsError, load_settings
+from autoretrain.config import load_settings
+from autoretrain.errors import EXIT_CHECK_FAILED, AutoRetrainError
 
 log = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -44,13 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from autoretrain.data.dataset_validation import render_json, render_markdown, validate_dataset
     from autoretrain.data.snapshots import SnapshotError, artifact_store, snapshot_times
 
-    try:
-        settings = load_settings(getattr(args, "config", None))
-        if args.feedback is not None:
-            settings = dataclasses.replace(settings, feedback_uri=args.feedback)
-    except SettingsError as err:
-        log.error("settings: %s", err)
-        return EXIT_USAGE
+    settings = load_settings(getattr(args, "config", None))
+    if args.feedback is not None:
+        settings = dataclasses.replace(settings, feedback_uri=args.feedback)
     try:
         times = snapshot_times(artifact_store(settings))
     except SnapshotError as err:  # freshness is judged without snapshots then; say so
@@ -66,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         (args.report_dir / "report.json").write_text(json_text + "\n", encoding="utf-8")
         (args.report_dir / "report.md").write_text(markdown, encoding="utf-8")
     sys.stdout.write((json_text if args.json else markdown) + "\n")
-    return EXIT_OK if result.passed else EXIT_FAILED
+    return 0 if result.passed else EXIT_CHECK_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,7 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    return run(args)
+    try:
+        return run(args)
+    except AutoRetrainError as err:  # the same mapping as autoretrain.cli.main.main
+        log.error("%s", err)
+        return err.exit_code
 
 
 if __name__ == "__main__":

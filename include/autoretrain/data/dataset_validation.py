@@ -31,8 +31,13 @@ from autoretrain.data.validation import (
     unreadable_report,
     validate_frame,
 )
+from autoretrain.errors import AutoRetrainError
 
 log = logging.getLogger(__name__)
+
+
+class SnapshotRefused(AutoRetrainError, ValueError):
+    """The rows to snapshot failed validation or changed since they were validated (no retry helps)."""
 
 
 @dataclass(frozen=True)
@@ -118,9 +123,9 @@ def validate_dataset(settings: Settings, *, now: datetime, source_uri: str | Non
 def snapshot_validated(store: ArtifactStore, result: DatasetValidation, *, expected_digest: str) -> Snapshot:
     """Store the validated rows, after checking they are the rows the checks saw (same digest)."""
     if not result.passed or result.frame is None:
-        raise ValueError(f"dataset {result.source} did not pass validation; nothing to snapshot")
+        raise SnapshotRefused(f"dataset {result.source} did not pass validation; nothing to snapshot")
     if result.digest != expected_digest:
-        raise ValueError(f"dataset {result.source} changed since it was validated (digest "
+        raise SnapshotRefused(f"dataset {result.source} changed since it was validated (digest "
                          f"{expected_digest[:12]} -> {str(result.digest)[:12]}); the next run validates it")
     return write_snapshot(store, result.frame, source=result.source, now=result.now)
 

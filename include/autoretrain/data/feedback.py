@@ -25,7 +25,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from autoretrain.config import Settings
+from autoretrain.config import Settings, SettingsError
 from autoretrain.data.sources import DataSourceError, _decode, parse_tsv, read_bytes, read_sql_table
 
 FeedbackLoader = Callable[..., pd.DataFrame]  # (settings: Settings, *, until: datetime) -> frame
@@ -95,11 +95,11 @@ def resolve_loader(spec: str | FeedbackLoader | None) -> FeedbackLoader:
     spec = spec or DEFAULT_LOADER
     module_name, _, attr = spec.partition(":")
     if not attr:
-        raise ValueError(f"feedback loader {spec!r}: expected 'package.module:function'")
+        raise SettingsError(f"feedback loader {spec!r}: expected 'package.module:function'")
     try:
         loader = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
-        raise ValueError(f"feedback loader {spec!r} cannot be imported: {err}") from err
+        raise SettingsError(f"feedback loader {spec!r} cannot be imported: {err}") from err
     if not callable(loader):
-        raise ValueError(f"feedback loader {spec!r} is not a function")
+        raise SettingsError(f"feedback loader {spec!r} is not a function")
     return loader

@@ -1,40 +1,6 @@
-"""The prediction service: FastAPI app on the champion, with routing, hot reload and a prediction log.
+"""Serving: the FastAPI prediction service on the champion, its routing, hot reload and the prediction log.
 
-``run(settings, host, port)`` serves it with uvicorn, one worker per process (run more processes
-behind a load balancer to scale: routing is sticky across them). ``python -m autoretrain.serving``
-does the same from the command line.
+``python -m autoretrain.serving`` (or ``autoretrain serve``) runs it with uvicorn
+(:func:`autoretrain.serving.server.run`), one worker per process; run more processes behind a load
+balancer to scale: routing is sticky across them.
 """
-
-from __future__ import annotations
-
-import logging
-from typing import Any
-
-from autoretrain.config import Settings
-
-__all__ = ["create_app", "run"]
-
-
-def create_app(settings: Settings, **kwargs: Any) -> Any:
-    """The FastAPI app (imported lazily: ``import autoretrain.serving`` stays cheap)."""
-    from autoretrain.serving.app import create_app as _create_app
-
-    return _create_app(settings, **kwargs)
-
-
-def run(settings: Settings, host: str | None = None, port: int | None = None) -> None:
-    """Serve with uvicorn on ``host:port`` (defaults: ``serving_host``/``serving_port``) until SIGTERM/SIGINT.
-
-    On a signal, uvicorn stops accepting, finishes the requests in flight, then the app drains its
-    prediction-log queue into the database before the process exits.
-    """
-    import uvicorn
-
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("urllib3", "mlflow.store", "mlflow.tracking", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    config = uvicorn.Config(create_app(settings), host=host or settings.serving_host,
-                            port=port or settings.serving_port, workers=1, access_log=False,
-                            log_level="info", timeout_graceful_shutdown=30, lifespan="on")
-    uvicorn.Server(config).run()

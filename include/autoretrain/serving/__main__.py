@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from autoretrain.config import load_settings
-from autoretrain.serving import run
+from autoretrain.serving.server import run
 
 
 def main(argv: list[str] | None = None) -> None:
