@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from autoretrain.config import Settings, SettingsError, load_settings
+from autoretrain.errors import AutoRetrainError
 
 log = logging.getLogger("autoretrain")
 
@@ -212,6 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as err:
         log.error("settings: %s", err)
         return 2
+    except AutoRetrainError as err:  # e.g. SchemaOutOfDate: one line, no traceback
+        log.error("%s", err)
+        return err.exit_code
 
 
 if __name__ == "__main__":

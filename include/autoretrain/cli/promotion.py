@@ -113,15 +113,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Print the alias audit of the model, newest first."""
-    from autoretrain.audit import aliases as audit
+    from autoretrain.audit import aliases
 
     try:
         settings = _settings(args)
     except SettingsError as err:
         log.error("%s", err)
         return EXIT_ERROR
-    with audit.engine_for(settings) as engine:
-        records = audit.history(engine, settings.model_name, alias=args.alias, limit=args.limit)
+    with aliases.engine_for(settings) as engine:
+        records = aliases.history(engine, settings.model_name, alias=args.alias, limit=args.limit)
     _print({"model": settings.model_name, "moves": [
         {k: r.as_dict()[k] for k in ("created_at", "alias", "action", "from_version", "to_version", "actor",
                                      "run_id", "reason")} for r in records]})
