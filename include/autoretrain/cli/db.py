@@ -47,14 +47,14 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     """Migrate the database up to ``args.revision``."""
     from autoretrain.db import migrate
 
-    return _on_database(args, lambda url: _moved(url, migrate.current(url), migrate.upgrade(url, args.revision)))
+    return _on_database(args, lambda url: _moved(url, migrate.upgrade(url, args.revision)))
 
 
 def cmd_downgrade(args: argparse.Namespace) -> int:
     """Migrate the database down to ``args.revision``."""
     from autoretrain.db import migrate
 
-    return _on_database(args, lambda url: _moved(url, migrate.current(url), migrate.downgrade(url, args.revision)))
+    return _on_database(args, lambda url: _moved(url, migrate.downgrade(url, args.revision)))
 
 
 def cmd_current(args: argparse.Namespace) -> int:
@@ -81,10 +81,11 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
-def _moved(url: str, before: str | None, after: str | None) -> int:
+def _moved(url: str, migrated: Any) -> int:
     from autoretrain.db.engine import redacted
 
-    change = f"{before or 'none'} -> {after or 'none'}" if before != after else f"already at {after or 'none'}"
+    before, after = migrated.before or "none", migrated.after or "none"
+    change = f"{before} -> {after}" if before != after else f"already at {after}"
     print(f"{redacted(url)}: {change}")
     return 0
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import threading
+import time
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,9 +38,12 @@ from autoretrain.db import schema
 from autoretrain.db.engine import make_engine, redacted
 from autoretrain.errors import AutoRetrainError
 
+log = logging.getLogger(__name__)
+
 VERSION_TABLE = "autoretrain_alembic_version"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 UPGRADE_HINT = "run `autoretrain db upgrade`"
+LOCK_TIMEOUT_SECONDS, LOCK_POLL_SECONDS = 600, 0.5
 _LOCK_KEY = int.from_bytes(hashlib.sha256(b"autoretrain:db:migrate").digest()[:8], "big", signed=True)
 
 _checked: set[str] = set()  # URLs (with password) found at head by this process
@@ -51,6 +56,14 @@ class SchemaOutOfDate(AutoRetrainError):
 
 class MigrationError(AutoRetrainError):
     """A migration command could not run: an unknown revision, or a step the database refused."""
+
+
+@dataclass(frozen=True)
+class Migrated:
+    """The revision a database was at before a migration command and after it (None: never migrated)."""
+
+    before: str | None
+    after: str | None
 
 
 @dataclass(frozen=True)
@@ -106,24 +119,25 @@ def current(url: str) -> str | None:
         engine.dispose()
 
 
-def upgrade(url: str, revision: str = "head") -> str | None:
-    """Migrate the database at ``url`` up to ``revision``; returns the revision it is at afterwards."""
+def upgrade(url: str, revision: str = "head") -> Migrated:
+    """Migrate the database at ``url`` up to ``revision`` (default: :func:`head`)."""
     return _run(url, lambda cfg: command.upgrade(cfg, revision), f"upgrade to {revision}")
 
 
-def downgrade(url: str, revision: str) -> str | None:
+def downgrade(url: str, revision: str) -> Migrated:
     """Migrate the database at ``url`` down to ``revision`` (``-1``: one step, ``base``: nothing left)."""
     return _run(url, lambda cfg: command.downgrade(cfg, revision), f"downgrade to {revision}")
 
 
-def _run(url: str, step: Callable[[Config], None], what: str) -> str | None:
+def _run(url: str, step: Callable[[Config], None], what: str) -> Migrated:
     engine = make_engine(url)
     try:
         with engine.connect() as conn, _serialized(conn):
+            before = _revision_of(conn)  # under the lock: another upgrade may have just finished
             step(config(conn))
-            revision = _revision_of(conn)
+            after = _revision_of(conn)
         _forget(engine)
-        return revision
+        return Migrated(before=before, after=after)
     except CommandError as err:
         raise MigrationError(f"{what} of database {redacted(url)} failed: {err} "
                              "(the revisions: `autoretrain db history`)") from err
@@ -133,9 +147,21 @@ def _run(url: str, step: Callable[[Config], None], what: str) -> str | None:
 
 @contextmanager
 def _serialized(conn: Connection) -> Generator[None, None, None]:
-    """Hold a session-level advisory lock on Postgres (released when the connection closes)."""
+    """Hold a session-level advisory lock on Postgres (released when the connection closes).
+
+    Polled with ``pg_try_advisory_lock``, never waited for inside ``pg_advisory_lock``: a session
+    waiting there holds a snapshot, which the other upgrade's ``CREATE INDEX CONCURRENTLY`` waits
+    for in turn (a deadlock).
+    """
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
+        deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
+        while not conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": _LOCK_KEY}).scalar():
+            conn.commit()
+            if time.monotonic() > deadline:
+                raise MigrationError(f"another migration of {redacted(conn.engine.url)} has held its lock for "
+                                     f"{LOCK_TIMEOUT_SECONDS} s; wait for it (or end it) and run this again")
+            log.info("waiting for another migration of %s to finish", redacted(conn.engine.url))
+            time.sleep(LOCK_POLL_SECONDS)
         conn.commit()  # alembic must get the connection outside a transaction (one per revision)
     yield
 
