@@ -24,7 +24,7 @@ context.configure(
     transaction_per_migration=True,
     render_as_batch=True,
     compare_type=True,
-    include_name=lambda name, kind, _parents: kind != "table" or schema.owns_table(name),
+    include_name=lambda name, kind, _parents: kind != "table" or schema.owns_table(name or ""),
 )
 with context.begin_transaction():
     context.run_migrations()
