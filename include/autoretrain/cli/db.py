@@ -27,20 +27,32 @@ from autoretrain.errors import EXIT_CHECK_FAILED, EXIT_TEMPORARY, AutoRetrainErr
 log = logging.getLogger(__name__)
 
 
+def _url_option() -> argparse.ArgumentParser:
+    """``--database-url`` after the sub-command too (SUPPRESS: one given before it is not reset)."""
+    option = argparse.ArgumentParser(add_help=False)
+    option.add_argument("--database-url", default=argparse.SUPPRESS,
+                        help="SQLAlchemy URL (default: settings database_url, $AUTORETRAIN_DATABASE_URL)")
+    return option
+
+
 def add_commands(sub: Any) -> None:
     """Add ``db`` and its four sub-commands to the ``autoretrain`` sub-command parsers."""
     parser = sub.add_parser("db", help="migrate AutoRetrain's database (upgrade, downgrade, current, history)")
     parser.add_argument("--database-url", default=None,
                         help="SQLAlchemy URL (default: settings database_url, $AUTORETRAIN_DATABASE_URL)")
     commands = parser.add_subparsers(dest="db_command", required=True, metavar="{upgrade,downgrade,current,history}")
-    upgrade = commands.add_parser("upgrade", help="migrate up to REVISION (default: head)")
+
+    def add(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[_url_option()], **kwargs)
+
+    upgrade = add("upgrade", help="migrate up to REVISION (default: head)")
     upgrade.add_argument("revision", nargs="?", default="head", help="revision id, +N, or head (default)")
     upgrade.set_defaults(func=cmd_upgrade)
-    downgrade = commands.add_parser("downgrade", help="migrate down to REVISION (-1: one step, base: no tables)")
+    downgrade = add("downgrade", help="migrate down to REVISION (-1: one step, base: no tables)")
     downgrade.add_argument("revision", help="revision id, -N, or base")
     downgrade.set_defaults(func=cmd_downgrade)
-    commands.add_parser("current", help="the revision the database is at").set_defaults(func=cmd_current)
-    commands.add_parser("history", help="every revision, oldest first").set_defaults(func=cmd_history)
+    add("current", help="the revision the database is at").set_defaults(func=cmd_current)
+    add("history", help="every revision, oldest first").set_defaults(func=cmd_history)
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:

@@ -42,6 +42,8 @@ def test_upgrade_current_downgrade_history(url) -> None:
     assert db("upgrade") == (0, f"{url}: 0001 -> 0002\n")
     assert db("upgrade") == (0, f"{url}: already at 0002\n")
     assert db("current") == (0, f"{url}: 0002 (head)\n")
+    done = autoretrain("db", "current", "--database-url", url)  # the option after the sub-command works too
+    assert (done.returncode, done.stdout) == (0, f"{url}: 0002 (head)\n")
     assert db("downgrade", "-1") == (0, f"{url}: 0002 -> 0001\n")
     assert migrate.current(url) == "0001"
     assert db("history") == (0, "base -> 0001: Adopt the schema of the code before migrations: six tables and the "
