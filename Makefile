@@ -16,13 +16,16 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-setup: $(STAMP)  ## .venv from requirements.lock, the package (editable), AIRFLOW_HOME with its SQLite metadata DB
+setup: $(STAMP)  ## .venv from requirements.lock, the package (editable), AutoRetrain's database migrated, AIRFLOW_HOME
 
-$(STAMP): requirements.lock pyproject.toml tools/airflow_home.py
+MIGRATIONS := $(wildcard include/autoretrain/db/migrations/versions/*.py)
+
+$(STAMP): requirements.lock pyproject.toml tools/airflow_home.py $(MIGRATIONS)
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
 	$(UV) venv --allow-existing --seed --python 3.11 $(VENV)
 	$(UV) pip install -q --python $(PY) -r requirements.lock
 	$(UV) pip install -q --python $(PY) --no-deps -e .
+	$(VENV)/bin/autoretrain db upgrade  # the checkout's database (settings database_url; empty: .autoretrain/autoretrain.db)
 	$(PY) tools/airflow_home.py
 	$(VENV)/bin/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 	$(VENV)/bin/airflow dags reserialize > $(AIRFLOW_HOME)/dags-reserialize.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/dags-reserialize.log; exit 1)

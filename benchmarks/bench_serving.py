@@ -155,11 +155,14 @@ def register_model(tmp: Path, env: dict[str, str], families: str, cv_folds: int)
     wait_http(f"{uri}/health", server)
     os.environ["MLFLOW_TRACKING_URI"] = uri
     from autoretrain.config import load_settings
+    from autoretrain.db import migrate
+    from autoretrain.db.engine import database_url
     from autoretrain.training.steps import RunKey, run_training
 
     settings = load_settings().with_overrides({"families": families.split(","), "cv_folds": cv_folds,
                                                "model_name": env["AUTORETRAIN_MODEL_NAME"],
                                                "experiment_name": "bench-serving"})
+    migrate.upgrade(database_url(settings))  # the alias move is audited there
     result = run_training(settings, RunKey("bench_serving", uuid.uuid4().hex[:12]))
     if result["alias"]["alias"] != "champion":
         raise RuntimeError(f"the benchmark model did not become champion: {result['alias']}")
@@ -197,6 +200,9 @@ def main() -> int:
         env["MLFLOW_TRACKING_URI"] = uri
         from autoretrain.config import load_settings
         from autoretrain.data.sources import read_dataset
+        from autoretrain.db import migrate
+        from autoretrain.db.engine import make_engine
+        from autoretrain.serving import prediction_log
 
         settings = load_settings()
         texts = [t for t in read_dataset(settings.resolved_data_uri(), labels=settings.labels).frame["text"]
@@ -218,6 +224,7 @@ def main() -> int:
 
         port = free_port()
         db = tmp / "serving.db"
+        migrate.upgrade(f"sqlite:///{db}")  # the service refuses a database that is not migrated
         ours_env = {**env, "AUTORETRAIN_DATABASE_URL": f"sqlite:///{db}", "AUTORETRAIN_ROUTING_MODE": "full"}
         ours = start([sys.executable, "-m", "autoretrain.serving", "--host", "127.0.0.1", "--port", str(port)],
                      ours_env, tmp / "ours.log")
@@ -230,9 +237,7 @@ def main() -> int:
         exit_code = stop(ours)
         requests_sent = 1 + args.warmup + 2 * args.requests
 
-        from autoretrain.serving import prediction_log as store
-
-        rows_logged = store.count_predictions(store.make_engine(f"sqlite:///{db}"))
+        rows_logged = prediction_log.count_predictions(make_engine(f"sqlite:///{db}"))
     finally:
         for proc in reversed(procs):
             stop(proc)

@@ -3,6 +3,11 @@
 Airflow reads its configuration when first imported, so the environment for this test session
 (its own AIRFLOW_HOME and metadata database on the local Postgres) is set here, at import time.
 Every database this session creates has a unique name and is dropped at the end.
+
+Nothing creates AutoRetrain's tables at run time: a test that needs them gets a database through
+:func:`migrated` (``migrated(postgres_db("x"))``, ``migrated(f"sqlite:///{tmp_path / 'x.db'}")``),
+and the session's default database (SQLite under AUTORETRAIN_STATE_DIR) is upgraded once, as
+``make setup`` does for a checkout.
 """
 
 from __future__ import annotations
@@ -46,6 +51,26 @@ os.environ.update({
 })
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 (SESSION_TMP / "airflow").mkdir(parents=True, exist_ok=True)
+
+
+# --------------------------------------------------------------------- AutoRetrain's database
+def migrated(url: str) -> str:
+    """``url`` after ``autoretrain db upgrade`` (to head): the tables exist, and the check passes."""
+    from autoretrain.db import migrate
+
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_database() -> str:
+    """The session's default database (SQLite under AUTORETRAIN_STATE_DIR), migrated like a fresh checkout."""
+    from autoretrain.config import load_settings
+    from autoretrain.db.engine import database_url
+
+    url = database_url(load_settings())
+    assert str(SESSION_TMP) in url, f"the default database {url} is not this session's"
+    return migrated(url)
 
 
 # ------------------------------------------------------------------------------------- Postgres

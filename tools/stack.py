@@ -8,7 +8,8 @@ The stack: an MLflow server (SQLite store, local artifacts), Airflow 3's compone
 project's SQLite metadata DB with the LocalExecutor (api-server, scheduler, dag-processor,
 triggerer) and the prediction service on ``models:/<model_name>@champion``. Every process gets the
 same environment (tracking URI, AutoRetrain's database, the API token), so the DAGs' tasks and the
-service share one prediction log. State, logs and pid files live under ``.autoretrain/stack/``
+service share one prediction log; ``up`` migrates that database (``autoretrain db upgrade``) before
+starting anything. State, logs and pid files live under ``.autoretrain/stack/``
 (git-ignored); ``make demo`` uses the same stack and runs the closed loop on it.
 """
 
@@ -18,6 +19,7 @@ import json
 import os
 import secrets
 import socket
+import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -98,9 +100,20 @@ def up(extra_env: Mapping[str, str] | None = None, progress: Callable[[str], Non
     busy = [f"{port} ({name})" for name, port in ports.items() if name not in already and _port_taken(port)]
     if busy:
         raise localstack.StackError(f"port(s) {', '.join(busy)} already in use by another program; stop it first")
+    migrate_database(progress)
     wanted = services()
     localstack.start(wanted, STATE, stack_env(extra_env))
     localstack.wait_healthy(wanted, STATE, timeout=240, progress=progress)
+
+
+def migrate_database(progress: Callable[[str], None] = print) -> None:
+    """``autoretrain db upgrade`` on the stack's database: the service and the tasks refuse one that is behind."""
+    done = subprocess.run([str(BIN / "autoretrain"), "-q", "db", "--database-url", DATABASE_URL, "upgrade"],
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise localstack.StackError(f"`autoretrain db upgrade` on {DATABASE_URL} failed (exit {done.returncode}): "
+                                    f"{(done.stderr or done.stdout).strip()[-2000:]}")
+    progress(f"database: {done.stdout.strip()}")
 
 
 def down(progress: Callable[[str], None] = print) -> None:

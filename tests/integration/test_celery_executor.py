@@ -228,10 +228,11 @@ def forget_queue(broker_url: str, queue: str) -> None:
 
 
 def airflow_init(env: dict[str, str]) -> str:
-    """What compose's airflow-init does: migrate the metadata database, write the admin's password; return it."""
-    migrate = subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, capture_output=True, text=True,
-                             timeout=240)
-    assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
+    """What compose's airflow-init does: migrate Airflow's and AutoRetrain's databases, write the admin's password."""
+    for command in (["airflow", "db", "migrate"], ["autoretrain", "db", "upgrade"]):
+        migrate = subprocess.run([str(BIN / command[0]), *command[1:]], env=env, capture_output=True, text=True,
+                                 timeout=240)
+        assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
     passwords = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
     passwords.parent.mkdir(parents=True, exist_ok=True)
     password = dotenv_value("AIRFLOW_ADMIN_PASSWORD")
@@ -262,7 +263,8 @@ def compose_stack(*, mlflow_uri: str, s3_endpoint: str, postgres_db: Callable[[s
           f"{sum(translated[k] != compose.env[k] for k in compose.env)} of them translated; queue {queue}", flush=True)
 
     password = airflow_init(env)
-    print(f"  airflow-init (db migrate) done: {time.monotonic() - started:.0f} s", flush=True)
+    print(f"  airflow-init (airflow db migrate, autoretrain db upgrade) done: {time.monotonic() - started:.0f} s",
+          flush=True)
 
     from airflow.sdk.api.client import get_hostname  # the host name task instances report
 

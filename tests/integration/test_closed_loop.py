@@ -17,7 +17,15 @@ import httpx
 from autoretrain import registry, tracking
 from autoretrain.config import load_settings
 from devstack.scenarios import holdout_messages, referral_campaign
-from tests.conftest import SESSION_TMP, dag_from_bag, free_port, retrain_conf_triggered_by, serving_process, task_states
+from tests.conftest import (
+    SESSION_TMP,
+    dag_from_bag,
+    free_port,
+    migrated,
+    retrain_conf_triggered_by,
+    serving_process,
+    task_states,
+)
 
 FAST = {"families": ["logreg"], "cv_folds": 2}
 TOKEN = "closed-loop-token"
@@ -35,7 +43,7 @@ def _replay(http: httpx.Client, messages: list[tuple[str, str]]) -> list[dict]:
 
 def test_drift_in_live_traffic_ends_with_a_new_champion_answering_predict(airflow_db, mlflow_server, postgres_db,
                                                                          model_name, monkeypatch) -> None:
-    db = postgres_db("closed_loop")
+    db = migrated(postgres_db("closed_loop"))
     for key, value in {"MLFLOW_TRACKING_URI": mlflow_server.uri, "AUTORETRAIN_MODEL_NAME": model_name,
                        "AUTORETRAIN_DATABASE_URL": db, "AUTORETRAIN_API_TOKEN": TOKEN,
                        "AUTORETRAIN_BOOTSTRAP_SAMPLES": "500", "AUTORETRAIN_RELOAD_INTERVAL_SECONDS": "0.5",

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from autoretrain.alerts.messages import airflow_run_url, validation_failure_alert
-from tests.conftest import ROOT, dag_from_bag, task_states
+from tests.conftest import ROOT, dag_from_bag, migrated, task_states
 
 pytestmark = pytest.mark.integration
 
@@ -41,8 +41,6 @@ def _asset_events(run) -> list[dict]:
 def _alert_rows(url: str) -> list[dict]:
     engine = sa.create_engine(url)
     try:
-        if not sa.inspect(engine).has_table("alert_log"):  # created with the first alert
-            return []
         with engine.connect() as conn:
             return [dict(r) for r in conn.execute(sa.text(
                 "SELECT kind, severity, status, transport, dag_id, task_id, run_id, message FROM alert_log "
@@ -54,7 +52,7 @@ def _alert_rows(url: str) -> list[dict]:
 @pytest.fixture
 def env(monkeypatch, tmp_path, postgres_db, slack_receiver):
     artifacts = tmp_path / "artifacts"
-    db = postgres_db("alerts")
+    db = migrated(postgres_db("alerts"))
     monkeypatch.setenv("AUTORETRAIN_ARTIFACT_STORE_URI", str(artifacts))
     monkeypatch.setenv("AUTORETRAIN_DATABASE_URL", db)
     monkeypatch.setenv("AUTORETRAIN_SLACK_WEBHOOK_CONN_ID", "slack_autoretrain_test")

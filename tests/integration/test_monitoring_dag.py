@@ -11,10 +11,11 @@ import sqlalchemy as sa
 
 from autoretrain import tracking
 from autoretrain.config import load_settings
+from autoretrain.db import schema
+from autoretrain.db.engine import make_engine
 from autoretrain.monitoring import windows as monitoring
-from autoretrain.serving import prediction_log as store
 from autoretrain.training.steps import RunKey, run_training
-from tests.conftest import dag_from_bag, retrain_conf_triggered_by, task_states
+from tests.conftest import dag_from_bag, migrated, retrain_conf_triggered_by, task_states
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +27,7 @@ CAMPAIGN = ["Your crypto wallet {n} is locked! Verify your seed phrase at bit.ly
 @pytest.fixture(scope="module")
 def env(mlflow_server, postgres_db):
     """One champion (trained on the bundled data) and a fresh Postgres prediction log for this module."""
-    db = postgres_db("monitoring")
+    db = migrated(postgres_db("monitoring"))
     name = f"sms-spam-monitoring-{uuid.uuid4().hex[:8]}"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
@@ -39,8 +40,7 @@ def env(mlflow_server, postgres_db):
         assert result["alias"]["alias"] == "champion"
         client = tracking.client_for(settings)
         holdout = tracking.load_frame(client, result["parent_run_id"], "test")
-        engine = store.make_engine(db)
-        store.create_tables(engine)
+        engine = make_engine(db)
         yield settings, engine, holdout
         engine.dispose()
 
@@ -62,9 +62,9 @@ def _log(engine, rows: list[tuple[str, str | None]], *, start: datetime, model_n
         if label is not None:
             feedback.append({"request_id": request_id, "label": label, "source": "test", "created_at": at})
     with engine.begin() as conn:
-        conn.execute(sa.insert(store.predictions), predictions)
+        conn.execute(sa.insert(schema.predictions), predictions)
         if feedback:
-            conn.execute(sa.insert(store.feedback), feedback)
+            conn.execute(sa.insert(schema.feedback), feedback)
 
 
 def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(airflow_db, env):

@@ -38,6 +38,8 @@ from autoretrain.audit import aliases as audit
 from autoretrain.cli.main import main as cli_main
 from autoretrain.config import Settings, load_settings
 from autoretrain.data.sources import read_dataset
+from autoretrain.db import schema
+from autoretrain.db.engine import make_engine
 from autoretrain.errors import EXIT_CHECK_FAILED, EXIT_INVALID
 from autoretrain.promotion import rollout
 from autoretrain.serving import prediction_log as store
@@ -46,7 +48,7 @@ from autoretrain.training.evaluation import compute_metrics
 from autoretrain.training.families import build_pipeline, get_family, positive_proba
 from autoretrain.training.steps import SKOPS_TRUSTED_TYPES, pinned_requirements
 from devstack.scenarios import referral_campaign
-from tests.conftest import dag_from_bag, free_port, task_states
+from tests.conftest import dag_from_bag, free_port, migrated, task_states
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +82,7 @@ def settings(mlflow_server, postgres_db, model_name, monkeypatch) -> Settings:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     return load_settings().with_overrides({
         "model_name": model_name, "tracking_uri": mlflow_server.uri, "experiment_name": "rollout-tests",
-        "database_url": postgres_db("rollout"), "bootstrap_samples": 500, "canary_minutes": 5,
+        "database_url": migrated(postgres_db("rollout")), "bootstrap_samples": 500, "canary_minutes": 5,
         "canary_grace_seconds": 30, "canary_min_requests": 50})
 
 
@@ -262,7 +264,7 @@ def log_canary_traffic(settings: Settings, models: dict[str, tuple[str, Any]], h
                      "latency_ms": 1.0, "created_at": start + timedelta(seconds=31 + i * 0.2)})
     with audit.engine_for(settings) as engine:
         with engine.begin() as conn:
-            conn.execute(store.predictions.insert(), rows)
+            conn.execute(schema.predictions.insert(), rows)
         for i, row in enumerate(rows[::2]):
             store.save_feedback(engine, request_id=row["request_id"], label=holdout["label"].iloc[2 * i],
                                 source="test", at=start + timedelta(minutes=4))
@@ -361,7 +363,7 @@ PROMOTED_PATH = {"trigger", "load", "validate", "families", "train[0]", "select"
 def test_retrain_dag_promotes_on_drifted_traffic_and_rollback_restores_exactly(airflow_db, mlflow_server,
                                                                                   postgres_db, model_name,
                                                                                   monkeypatch) -> None:
-    db = postgres_db("retrain_dag")
+    db = migrated(postgres_db("retrain_dag"))
     for key, value in {"MLFLOW_TRACKING_URI": mlflow_server.uri, "AUTORETRAIN_MODEL_NAME": model_name,
                        "AUTORETRAIN_DATABASE_URL": db, "AUTORETRAIN_BOOTSTRAP_SAMPLES": "1000"}.items():
         monkeypatch.setenv(key, value)
@@ -386,10 +388,9 @@ def test_retrain_dag_promotes_on_drifted_traffic_and_rollback_restores_exactly(a
     proba = positive_proba(champion, pd.DataFrame({"text": [t for t, _ in traffic]}), "spam")
     assert (proba[:200] >= 0.5).mean() < 0.05  # the champion misses the campaign
     at = datetime.now(UTC) - timedelta(hours=1)
-    engine = store.make_engine(db)
-    store.create_tables(engine)
+    engine = make_engine(db)
     with engine.begin() as conn:
-        conn.execute(store.predictions.insert(), [
+        conn.execute(schema.predictions.insert(), [
             {"request_id": f"drift-{i}", "created_at": at, "model_name": model_name, "model_version": "1",
              "variant": "champion", "role": "served", "user_id": None, "text": text, "probability": float(p),
              "label": "spam" if p >= 0.5 else "ham", "latency_ms": 1.0}

@@ -29,11 +29,13 @@ from sklearn.naive_bayes import ComplementNB
 from autoretrain import registry, tracking
 from autoretrain.config import Settings, load_settings
 from autoretrain.data.sources import read_dataset
-from autoretrain.serving import prediction_log as store
+from autoretrain.db.engine import make_engine
+from autoretrain.db.schema import predictions
+from autoretrain.serving import prediction_log
 from autoretrain.serving.routing import RoutingConfig, choose
 from autoretrain.training.families import build_pipeline, get_family
 from autoretrain.training.steps import SKOPS_TRUSTED_TYPES, pinned_requirements
-from tests.conftest import SESSION_TMP, free_port, wait_http
+from tests.conftest import SESSION_TMP, free_port, migrated, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -172,7 +174,7 @@ def _variants(service: Service, users: list[str]) -> list[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def pair(models, start_service, postgres_db) -> list[Service]:
     """Two processes on one Postgres log, canary 10 % to the challenger."""
-    return start_service(2, model_name=models.name, database_url=postgres_db("serving_pair"),
+    return start_service(2, model_name=models.name, database_url=migrated(postgres_db("serving_pair")),
                          routing_mode="canary", canary_percent=10)
 
 
@@ -212,7 +214,7 @@ def test_routing_switch_reaches_every_process_without_restart(pair, postgres_db)
         _eventually(lambda: a.get("/models/current").json()["routing"]["mode"] == "shadow", what="A in shadow")
         answer = a.post("/predict", {"message": "URGENT! call 09061701461 to claim your prize"}).json()
         assert (answer["variant"], answer["model_version"]) == ("champion", "1")
-        engine = store.make_engine(a.db_url)
+        engine = make_engine(a.db_url)
         rows = _eventually(lambda: _rows_of(engine, answer["request_id"], expect=2), what="the shadow row")
         assert sorted((r["variant"], r["model_version"], r["role"]) for r in rows) == [
             ("challenger", "2", "shadow"), ("champion", "1", "served")]
@@ -224,7 +226,7 @@ def test_routing_switch_reaches_every_process_without_restart(pair, postgres_db)
 
 
 def _rows_of(engine: Any, request_id: str, *, expect: int) -> list[dict] | None:
-    rows = [r for r in store.iter_rows(engine, store.predictions, limit=100_000) if r["request_id"] == request_id]
+    rows = [r for r in prediction_log.iter_rows(engine, predictions, limit=100_000) if r["request_id"] == request_id]
     return rows if len(rows) == expect else None
 
 
@@ -243,7 +245,8 @@ def test_alias_move_is_picked_up_and_a_tampered_artifact_is_refused(models, star
     for pipeline in (models.v1, models.v2):
         _register(models.settings, client, pipeline, name)
     registry.set_alias(client, name, "champion", "1")
-    (service,) = start_service(model_name=name, database_url=postgres_db("serving_reload"), routing_mode="full")
+    (service,) = start_service(model_name=name, database_url=migrated(postgres_db("serving_reload")),
+                               routing_mode="full")
     pid = service.proc.pid
     assert service.post("/predict", {"message": "hi"}).json()["model_version"] == "1"
 
@@ -273,7 +276,7 @@ def test_alias_move_is_picked_up_and_a_tampered_artifact_is_refused(models, star
 
 # ------------------------------------------------------------------------------------ shutdown
 def test_graceful_stop_writes_every_prediction(models, start_service, postgres_db):
-    url = postgres_db("serving_stop")
+    url = migrated(postgres_db("serving_stop"))
     (service,) = start_service(model_name=models.name, database_url=url, routing_mode="full",
                                log_flush_seconds=600, log_batch_size=100_000)  # nothing written before stop
     messages = ["hello 🎉 world", "NUL \x00 inside", "日本語のテキスト", "FREE entry! txt WIN to 80086"]
@@ -281,17 +284,17 @@ def test_graceful_stop_writes_every_prediction(models, start_service, postgres_d
     answers = [http.post("/predict", json={"message": messages[i % 4], "user_id": f"u{i}"}) for i in range(200)]
     batch = http.post("/predict/batch", json={"items": [{"message": f"batch message {i}"} for i in range(50)]})
     assert [r.status_code for r in answers] == [200] * 200 and batch.status_code == 200
-    engine = store.make_engine(url)
-    assert store.count_predictions(engine) == 0  # all 250 rows are still in the writer's queue
+    engine = make_engine(url)
+    assert prediction_log.count_predictions(engine) == 0  # all 250 rows are still in the writer's queue
     assert service.metric("autoretrain_prediction_log_queue_depth") == 250.0
 
     service.proc.send_signal(signal.SIGTERM)
     assert service.proc.wait(timeout=60) == -signal.SIGTERM  # uvicorn re-raises the signal after its shutdown
-    assert store.count_predictions(engine) == 250
-    assert store.count_predictions(engine, role="served", model_version="1") == 250
-    texts = {r["text"] for r in store.iter_rows(engine, store.predictions, limit=1000)}
+    assert prediction_log.count_predictions(engine) == 250
+    assert prediction_log.count_predictions(engine, role="served", model_version="1") == 250
+    texts = {r["text"] for r in prediction_log.iter_rows(engine, predictions, limit=1000)}
     assert {"hello 🎉 world", "NUL \ufffd inside", "日本語のテキスト"} <= texts  # Postgres text cannot hold NUL
-    ids = {r["request_id"] for r in store.iter_rows(engine, store.predictions, limit=1000)}
+    ids = {r["request_id"] for r in prediction_log.iter_rows(engine, predictions, limit=1000)}
     assert ids == {r.json()["request_id"] for r in answers} | {p["request_id"] for p in batch.json()["predictions"]}
     assert "stopped: 250 predictions logged, 0 dropped" in service.log.read_text()
     engine.dispose()
@@ -299,7 +302,7 @@ def test_graceful_stop_writes_every_prediction(models, start_service, postgres_d
 
 # ---------------------------------------------------------------------------------------- fuzz
 def test_openapi_fuzzing_finds_no_server_error(models, start_service, postgres_db):
-    (service,) = start_service(model_name=models.name, database_url=postgres_db("serving_fuzz"),
+    (service,) = start_service(model_name=models.name, database_url=migrated(postgres_db("serving_fuzz")),
                                routing_mode="canary")
     before = _server_errors(service)  # /ready answered 503 while the model loaded: not the fuzzer's doing
     report = SESSION_TMP / f"schemathesis-{uuid.uuid4().hex[:6]}.xml"

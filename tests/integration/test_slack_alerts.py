@@ -20,6 +20,7 @@ from autoretrain.airflow.alerting import send_alert
 from autoretrain.alerts.messages import drift_alert, promotion_alert, task_failure_alert
 from autoretrain.alerts.store import AlertStore
 from autoretrain.config import Settings
+from tests.conftest import migrated
 from tests.integration.conftest import API_TOKEN
 
 pytestmark = pytest.mark.integration
@@ -46,7 +47,7 @@ def settings(postgres_db, monkeypatch, slack_receiver) -> Settings:
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_WEBHOOK_TEST", slack_receiver.webhook_connection())
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_DOWN_TEST", json.dumps(
         {"conn_type": "slackwebhook", "password": "http://127.0.0.1:9/services/T0/B0/nobody-listens"}))
-    return Settings(database_url=postgres_db("alerts"), alert_cooldown_minutes=60,
+    return Settings(database_url=migrated(postgres_db("alerts")), alert_cooldown_minutes=60,
                     alert_channel_critical="#ops-critical", alert_channel_warning="#ops-warning",
                     alert_channel_info="")
 

@@ -112,10 +112,15 @@ def _notifier(route: Route, alert: Alert) -> Any:
 def _open_store(settings: Settings) -> Any:
     import sqlalchemy as sa
 
-    from autoretrain.alerts.store import AlertStore, database_url
+    from autoretrain.alerts.store import AlertStore
+    from autoretrain.db.engine import database_url
+    from autoretrain.db.migrate import SchemaOutOfDate
 
     try:
         return AlertStore(database_url(settings))
+    except SchemaOutOfDate as err:
+        log.error("alert table unavailable; alerts are logged only: %s", err)
+        return None
     except (sa.exc.SQLAlchemyError, OSError) as err:
         log.error("alert table unavailable (%s); alerts are logged only: %s", settings.database_url or
                   "local SQLite", redact(str(err))[:500])

@@ -1,7 +1,7 @@
 """The alert record: one row per alert decision (sent, logged, failed, suppressed), SQLAlchemy Core.
 
-Lives in the database of ``Settings.database_url`` (empty: SQLite under ``state_dir``), next to
-the prediction service's tables but in its own module, so either can change without the other.
+The table ``alert_log`` (:mod:`autoretrain.db.schema`) lives in the database of
+``Settings.database_url`` (empty: SQLite under ``state_dir``), next to the prediction log.
 The cool-down reads it: the same ``dedup_key`` delivered (``sent`` or ``logged``) within the
 cool-down is recorded as ``suppressed`` instead of being repeated.
 """
@@ -15,7 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from autoretrain.config import Settings
+from autoretrain.db.migrate import checked_engine
+from autoretrain.db.schema import alert_log
 
 log = logging.getLogger(__name__)
 
@@ -23,34 +24,6 @@ SENT, LOGGED, FAILED, SUPPRESSED = "sent", "logged", "failed", "suppressed"
 STATUSES = (SENT, LOGGED, FAILED, SUPPRESSED)
 #: statuses that count as "people were told" for the cool-down (a failed send is retried next time)
 DELIVERED = (SENT, LOGGED)
-
-metadata = sa.MetaData()
-alert_log = sa.Table(
-    "alert_log", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("kind", sa.String(64), nullable=False),
-    sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("dedup_key", sa.String(500), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("transport", sa.String(32), nullable=False),
-    sa.Column("channel", sa.String(200)),
-    sa.Column("title", sa.String(500), nullable=False),
-    sa.Column("message", sa.Text, nullable=False),
-    sa.Column("error", sa.Text),
-    sa.Column("dag_id", sa.String(250)),
-    sa.Column("run_id", sa.String(250)),
-    sa.Column("task_id", sa.String(250)),
-    sa.Index("ix_alert_log_dedup_created", "dedup_key", "created_at"),
-)
-
-
-def database_url(settings: Settings) -> str:
-    """``settings.database_url``, or a SQLite file under ``state_dir`` (created on first use)."""
-    if settings.database_url:
-        return settings.database_url
-    settings.state_path.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{settings.state_path / 'autoretrain.db'}"
 
 
 @dataclass(frozen=True)
@@ -77,9 +50,9 @@ class AlertStore:
     """Record alerts and answer "when was this alert last delivered?"."""
 
     def __init__(self, url: str) -> None:
+        """Open the database at ``url``; SchemaOutOfDate when it is not migrated to head."""
         self.url = url
-        self.engine = sa.create_engine(url, pool_pre_ping=True)
-        metadata.create_all(self.engine, checkfirst=True)
+        self.engine = checked_engine(url)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -3,16 +3,15 @@
 MLflow keeps no history of alias moves (mlflow/mlflow issue #2169). Every move made through
 :func:`autoretrain.registry.move_alias` writes one row per alias it changes, in the same database
 transaction that is committed only after MLflow accepted the move, so a row exists exactly when
-the move happened. The table lives in ``Settings.database_url`` (empty: SQLite under
-``state_dir``), next to the prediction log. Updates and deletes are refused by a trigger on
-Postgres and SQLite: the history can only grow.
+the move happened. The table (:mod:`autoretrain.db.schema`) lives in ``Settings.database_url``
+(empty: SQLite under ``state_dir``), next to the prediction log. Updates and deletes are refused
+by a trigger on Postgres and SQLite: the history can only grow.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Generator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -23,43 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from autoretrain.config import Settings
-
-metadata = sa.MetaData()
-
-alias_audit = sa.Table(
-    "alias_audit", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("move_id", sa.String(36), nullable=False, index=True),  # rows written by one move share it
-    sa.Column("model_name", sa.String(256), nullable=False),
-    sa.Column("alias", sa.String(64), nullable=False),
-    sa.Column("action", sa.String(32), nullable=False),  # assign | canary | promote | withdraw | rollback ...
-    sa.Column("from_version", sa.String(32)),  # None: the alias did not exist
-    sa.Column("to_version", sa.String(32)),  # None: the alias was removed
-    sa.Column("actor", sa.String(250), nullable=False),  # airflow:<dag>.<task> | cli:<user>@<host> ...
-    sa.Column("run_id", sa.String(250), nullable=False),  # the Airflow run or CLI invocation that moved it
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("reasons", sa.Text, nullable=False),  # JSON list: the decision's reasons
-    sa.Column("metrics", sa.Text, nullable=False),  # JSON object: the numbers behind the decision
-    sa.Column("idempotency_key", sa.String(600), nullable=False, unique=True),
-    sa.Index("ix_alias_audit_model_alias", "model_name", "alias", "id"),
-)
-
-_APPEND_ONLY_PG = """
-CREATE OR REPLACE FUNCTION alias_audit_append_only() RETURNS trigger AS $$
-BEGIN
-    RAISE EXCEPTION 'alias_audit is append-only: %% refused', TG_OP;
-END;
-$$ LANGUAGE plpgsql;
-CREATE TRIGGER alias_audit_append_only BEFORE UPDATE OR DELETE ON alias_audit
-    FOR EACH ROW EXECUTE FUNCTION alias_audit_append_only();
-"""
-sa.event.listen(alias_audit, "after_create", sa.DDL(_APPEND_ONLY_PG).execute_if(dialect="postgresql"))
-for _op in ("UPDATE", "DELETE"):
-    sa.event.listen(alias_audit, "after_create", sa.DDL(
-        f"CREATE TRIGGER alias_audit_no_{_op.lower()} BEFORE {_op} ON alias_audit "
-        f"BEGIN SELECT RAISE(ABORT, 'alias_audit is append-only: {_op} refused'); END"
-    ).execute_if(dialect="sqlite"))
+from autoretrain.db.engine import database_url
+from autoretrain.db.migrate import checked_engine
+from autoretrain.db.schema import alias_audit
 
 
 @dataclass(frozen=True)
@@ -85,26 +50,11 @@ class AuditRecord:
         return {**asdict(self), "created_at": self.created_at.isoformat()}
 
 
-def ensure_table(engine: Engine) -> None:
-    """Create the audit table (and its append-only triggers) if missing; safe when processes race."""
-    for attempt in range(3):
-        try:
-            metadata.create_all(engine, checkfirst=True)
-            return
-        except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
-            if attempt == 2:
-                raise
-            time.sleep(0.2 * (attempt + 1))  # another process is creating it right now
-
-
 @contextmanager
 def engine_for(settings: Settings) -> Generator[Engine, None, None]:
-    """An engine on ``database_url`` (empty: SQLite under ``state_dir``) with the table in place."""
-    from autoretrain.serving import prediction_log as store
-
-    engine = store.make_engine(store.database_url(settings))
+    """An engine on ``database_url`` (empty: SQLite under ``state_dir``); SchemaOutOfDate unless migrated."""
+    engine = checked_engine(database_url(settings))
     try:
-        ensure_table(engine)
         yield engine
     finally:
         engine.dispose()

@@ -109,11 +109,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Print the alias audit of the model, newest first."""
-    from autoretrain.audit import aliases as audit
+    from autoretrain.audit import aliases
 
     settings = _settings(args)
-    with audit.engine_for(settings) as engine:
-        records = audit.history(engine, settings.model_name, alias=args.alias, limit=args.limit)
+    with aliases.engine_for(settings) as engine:
+        records = aliases.history(engine, settings.model_name, alias=args.alias, limit=args.limit)
     _print({"model": settings.model_name, "moves": [
         {k: r.as_dict()[k] for k in ("created_at", "alias", "action", "from_version", "to_version", "actor",
                                      "run_id", "reason")} for r in records]})

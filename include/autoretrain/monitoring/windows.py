@@ -24,35 +24,16 @@ from sqlalchemy.engine import Engine
 
 from autoretrain import lineage
 from autoretrain.config import Settings
-from autoretrain.serving import prediction_log as store
+from autoretrain.db.engine import database_url
+from autoretrain.db.migrate import checked_engine
+from autoretrain.db.schema import drift_windows, feedback, predictions
 
 log = logging.getLogger(__name__)
 
-windows_metadata = sa.MetaData()
-drift_windows = sa.Table(
-    "drift_windows", windows_metadata,
-    sa.Column("model_name", sa.String(256), primary_key=True),
-    sa.Column("window_start", sa.DateTime(timezone=True), primary_key=True),
-    sa.Column("window_end", sa.DateTime(timezone=True), primary_key=True),
-    sa.Column("model_version", sa.String(32)),
-    sa.Column("n_predictions", sa.Integer, nullable=False),
-    sa.Column("n_labelled", sa.Integer, nullable=False),
-    sa.Column("insufficient_data", sa.Boolean, nullable=False),
-    sa.Column("drifted", sa.Boolean, nullable=False),
-    sa.Column("report", sa.Text, nullable=False),  # DriftReport.as_dict() as JSON
-    sa.Column("mlflow_run_id", sa.String(64)),
-    sa.Column("retrain", sa.Boolean),  # None until decide_window ran
-    sa.Column("decision", sa.Text),  # Decision.as_dict() as JSON
-    sa.Column("action", sa.String(256)),  # "retrain triggered: <run id>" | "no action"
-    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
-)
-
 
 def engine_for(settings: Settings) -> Engine:
-    """The engine of AutoRetrain's database, with the monitoring table present."""
-    engine = store.make_engine(store.database_url(settings))
-    windows_metadata.create_all(engine)
-    return engine
+    """The engine of AutoRetrain's database; SchemaOutOfDate when it is not migrated to head."""
+    return checked_engine(database_url(settings))
 
 
 @dataclass(frozen=True)
@@ -68,7 +49,7 @@ class Window:
 
 def read_window(engine: Engine, *, start: datetime, end: datetime, model_name: str) -> Window:
     """Served (not shadow) predictions of ``model_name`` logged in ``[start, end)``, with feedback."""
-    p, f = store.predictions, store.feedback
+    p, f = predictions, feedback
     query = (sa.select(p.c.text, p.c.model_version, f.c.label)
              .select_from(p.outerjoin(f, p.c.request_id == f.c.request_id))
              .where(p.c.role == "served", p.c.model_name == model_name,

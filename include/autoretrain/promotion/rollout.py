@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from autoretrain import lineage, registry, tracking
-from autoretrain.audit import aliases as audit
+from autoretrain.audit import aliases
 from autoretrain.config import Settings
 from autoretrain.promotion.canary import CanaryPolicy, check_canary
 from autoretrain.promotion.decision import Policy, Scores, decide_promotion
-from autoretrain.serving import prediction_log as store
+from autoretrain.serving import prediction_log
 from autoretrain.training.evaluation import compute_metrics
 
 log = logging.getLogger(__name__)
@@ -98,14 +98,13 @@ def start_canary(settings: Settings, *, version: str, run_id: str, actor: str, r
         raise registry.RegistryError(f"model {settings.model_name!r} has no champion: there is nothing to run a "
                                      "canary against; promote the first model directly (canary_minutes=0)")
     started = now or datetime.now(UTC)  # wall clock on purpose: the window is about live traffic
-    with audit.engine_for(settings) as engine:
+    with aliases.engine_for(settings) as engine:
         move = registry.move_alias(client, engine, name=settings.model_name, alias=registry.CHALLENGER,
                                    version=version, actor=actor, run_id=run_id, action="canary",
                                    reason=f"canary at {settings.canary_percent} % for {settings.canary_minutes} min",
                                    reasons=reasons, metrics=metrics)
-        store.create_tables(engine)
         routing = {"mode": "canary", "canary_percent": float(settings.canary_percent)}
-        store.save_routing(engine, routing, at=started)
+        prediction_log.save_routing(engine, routing, at=started)
     log.info("canary: version %s answers %s %% of users (champion %s) from %s for %d min", version,
              settings.canary_percent, champion.version, started.isoformat(), settings.canary_minutes)
     return {"name": settings.model_name, "version": version, "champion_version": champion.version,
@@ -118,9 +117,8 @@ def canary_status(settings: Settings, *, canary: Mapping[str, Any], now: datetim
     now = now or datetime.now(UTC)
     started = datetime.fromisoformat(str(canary["started_at"]))
     since = started + timedelta(seconds=settings.canary_grace_seconds)
-    with audit.engine_for(settings) as engine:
-        store.create_tables(engine)
-        rows = store.served_between(engine, model_name=settings.model_name, since=since, until=now)
+    with aliases.engine_for(settings) as engine:
+        rows = prediction_log.served_between(engine, model_name=settings.model_name, since=since, until=now)
     champion_version = str(canary["champion_version"])
     answered = [r for r in rows if r["variant"] == registry.CHALLENGER and str(r["model_version"]) == canary["version"]]
     verdict = check_canary(rows, challenger_version=str(canary["version"]), champion_version=champion_version,
@@ -151,15 +149,14 @@ def promote_challenger(settings: Settings, *, version: str, run_id: str, actor: 
     """``champion`` -> ``version`` (the old one becomes ``previous``); a canary routing ends (full); no challenger."""
     client = tracking.client_for(settings)
     name = settings.model_name
-    with audit.engine_for(settings) as engine:
+    with aliases.engine_for(settings) as engine:
         move = registry.move_alias(client, engine, name=name, alias=registry.CHAMPION, version=version,
                                    actor=actor, run_id=run_id, action="promote", previous="record",
                                    reason=reasons[-1] if reasons else "promoted", reasons=reasons, metrics=metrics)
-        store.create_tables(engine)
-        override = store.load_routing(engine)
+        override = prediction_log.load_routing(engine)
         canary = bool(override) and override.get("mode") == "canary"
         if canary:  # both variants serve the same version now; back to one
-            store.save_routing(engine, {"mode": "full"}, at=now or datetime.now(UTC))
+            prediction_log.save_routing(engine, {"mode": "full"}, at=now or datetime.now(UTC))
         retired = _retire_challenger(client, engine, name=name, version=version, actor=actor, run_id=run_id)
     previous = next((c["from_version"] for c in move.changes if c["alias"] == registry.CHAMPION), None)
     return {"name": name, "version": version, "previous_version": previous, "move": move.as_dict(),
@@ -181,9 +178,8 @@ def withdraw_challenger(settings: Settings, *, version: str, run_id: str, actor:
     """Automatic rollback of a failed canary: routing full on the champion first, then no ``challenger``."""
     client = tracking.client_for(settings)
     name = settings.model_name
-    with audit.engine_for(settings) as engine:
-        store.create_tables(engine)
-        store.save_routing(engine, {"mode": "full"}, at=now or datetime.now(UTC))  # users first
+    with aliases.engine_for(settings) as engine:
+        prediction_log.save_routing(engine, {"mode": "full"}, at=now or datetime.now(UTC))  # users first
         current = registry.alias_version(client, name, registry.CHALLENGER)
         move = None
         if current is not None and current.version == version:
@@ -201,11 +197,10 @@ def rollback(settings: Settings, *, run_id: str, actor: str, reason: str, to_ver
              now: datetime | None = None) -> dict[str, Any]:
     """Champion back to ``previous`` (or ``to_version``) in one audited step; routing full on it."""
     client = tracking.client_for(settings)
-    with audit.engine_for(settings) as engine:
+    with aliases.engine_for(settings) as engine:
         move = registry.rollback_champion(client, engine, name=settings.model_name, actor=actor, reason=reason,
                                           run_id=run_id, to_version=to_version)
-        store.create_tables(engine)
-        store.save_routing(engine, {"mode": "full"}, at=now or datetime.now(UTC))
+        prediction_log.save_routing(engine, {"mode": "full"}, at=now or datetime.now(UTC))
     changes = {c["alias"]: c for c in move.changes}
     champion = changes[registry.CHAMPION]
     log.warning("rolled %s back: champion %s -> %s (%s)", settings.model_name, champion["from_version"],

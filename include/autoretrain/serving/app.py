@@ -28,8 +28,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import autoretrain
 from autoretrain import registry, tracking
 from autoretrain.config import Settings, SettingsError
-from autoretrain.serving import prediction_log as store
-from autoretrain.serving import schemas
+from autoretrain.db.engine import database_url, make_engine, redacted
+from autoretrain.db.migrate import check_schema
+from autoretrain.errors import TransientError
+from autoretrain.serving import prediction_log, schemas
 from autoretrain.serving.fastlane import PredictFastLane
 from autoretrain.serving.manager import Loader, Lookup, ModelManager
 from autoretrain.serving.routing import RoutingConfig, RoutingError, from_settings
@@ -53,7 +55,7 @@ def registry_access(settings: Settings) -> tuple[Lookup, Loader]:
 
 def routing_source(engine: sa.Engine, settings: Settings) -> RoutingConfig:
     """The live override from the database, else the routing in the settings."""
-    override = store.load_routing(engine)
+    override = prediction_log.load_routing(engine)
     return RoutingConfig.from_dict(override) if override else from_settings(settings)
 
 
@@ -70,6 +72,15 @@ def check_settings(settings: Settings) -> None:
                                 f"(AUTORETRAIN_{name.upper()} or autoretrain.json)")
 
 
+def check_database(engine: sa.Engine) -> None:
+    """Refuse to serve on a database that is not migrated to head (SchemaOutOfDate) or not reachable."""
+    try:
+        check_schema(engine)
+    except sa.exc.SQLAlchemyError as err:
+        raise TransientError(f"cannot reach the prediction-log database {redacted(engine.url)} "
+                             f"(settings.database_url / AUTORETRAIN_DATABASE_URL): {err}") from err
+
+
 def create_app(settings: Settings, *, lookup: Lookup | None = None, loader: Loader | None = None,
                engine: sa.Engine | None = None, fast_lane: bool = True) -> FastAPI:
     """The service for ``settings``; ``lookup``/``loader`` default to the MLflow registry.
@@ -77,10 +88,10 @@ def create_app(settings: Settings, *, lookup: Lookup | None = None, loader: Load
     ``fast_lane=False`` serves ``POST /predict`` through FastAPI only (tests compare both lanes).
     """
     check_settings(settings)
-    engine = engine or store.make_engine(store.database_url(settings))
-    writer = store.PredictionLogWriter(engine, queue_size=settings.log_queue_size,
-                                       batch_size=settings.log_batch_size,
-                                       flush_seconds=settings.log_flush_seconds)
+    engine = engine or make_engine(database_url(settings))
+    writer = prediction_log.PredictionLogWriter(engine, queue_size=settings.log_queue_size,
+                                                batch_size=settings.log_batch_size,
+                                                flush_seconds=settings.log_flush_seconds)
     metrics = ServingMetrics(writer.stats)
     if lookup is None or loader is None:
         lookup, loader = registry_access(settings)
@@ -91,11 +102,7 @@ def create_app(settings: Settings, *, lookup: Lookup | None = None, loader: Load
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncGenerator[None, None]:
-        try:
-            await run_in_threadpool(store.create_tables, engine)
-        except sa.exc.SQLAlchemyError as err:
-            raise RuntimeError(f"cannot reach the prediction-log database {store.redacted(str(engine.url))} "
-                               f"(settings.database_url / AUTORETRAIN_DATABASE_URL): {err}") from err
+        await run_in_threadpool(check_database, engine)  # SchemaOutOfDate: the service does not start
         writer.start()
         manager.start()
         try:
@@ -208,19 +215,20 @@ def _add_token_routes(app: FastAPI, settings: Settings, service: PredictionServi
     def feedback(body: FeedbackRequest) -> dict[str, Any]:  # type: ignore[valid-type]
         """Record the true label of an earlier prediction (by its `request_id`)."""
         with _database("feedback"):
-            known = store.prediction_exists(engine, body.request_id)
+            known = prediction_log.prediction_exists(engine, body.request_id)
             if not known and service.writer.flush(timeout=2.0):  # it may still be in the log queue
-                known = store.prediction_exists(engine, body.request_id)
+                known = prediction_log.prediction_exists(engine, body.request_id)
             if not known:
                 raise HTTPException(404, f"unknown request_id {body.request_id!r}: no prediction with this id "
                                          "is in the prediction log")
             at = datetime.now(UTC)
-            store.save_feedback(engine, request_id=body.request_id, label=body.label, source=body.source, at=at)
+            prediction_log.save_feedback(engine, request_id=body.request_id, label=body.label, source=body.source,
+                                         at=at)
         return {"request_id": body.request_id, "label": body.label, "source": body.source,
                 "recorded_at": at.isoformat(timespec="milliseconds")}
 
     def routing_answer() -> dict[str, Any]:
-        override = store.load_routing(engine)
+        override = prediction_log.load_routing(engine)
         config = RoutingConfig.from_dict(override) if override else from_settings(settings)
         return {**config.as_dict(), "source": "override" if override else "settings"}
 
@@ -238,7 +246,7 @@ def _add_token_routes(app: FastAPI, settings: Settings, service: PredictionServi
         except RoutingError as err:
             raise HTTPException(422, str(err)) from err
         with _database("routing"):
-            store.save_routing(engine, config.as_dict(), at=datetime.now(UTC))
+            prediction_log.save_routing(engine, config.as_dict(), at=datetime.now(UTC))
             service.manager.refresh()
             return routing_answer()
 
@@ -246,7 +254,7 @@ def _add_token_routes(app: FastAPI, settings: Settings, service: PredictionServi
     def delete_routing() -> dict[str, Any]:
         """Drop the override: back to the routing in the settings."""
         with _database("routing"):
-            store.clear_routing(engine)
+            prediction_log.clear_routing(engine)
             service.manager.refresh()
             return routing_answer()
 

@@ -1,6 +1,7 @@
-"""AutoRetrain's tables through SQLAlchemy Core: the prediction log, feedback, the routing override.
+"""The prediction log, feedback and the routing override: their reads and writes, SQLAlchemy Core.
 
-The same code runs on Postgres (production) and SQLite (the embedded default under ``state_dir``).
+The tables are defined in :mod:`autoretrain.db.schema` (and created by ``autoretrain db upgrade``);
+the same code runs on Postgres (production) and SQLite (the embedded default under ``state_dir``).
 Predictions reach the database through :class:`PredictionLogWriter`, a bounded queue drained in
 batches by one background thread, so no request waits for a database write. The writer drains
 everything on :meth:`PredictionLogWriter.stop`; when the queue is full a row is dropped and
@@ -21,89 +22,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from autoretrain.config import Settings
+from autoretrain.db.schema import feedback, predictions, routing_override
 
 log = logging.getLogger(__name__)
-
-metadata = sa.MetaData()
-_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
-
-predictions = sa.Table(
-    "prediction_log", metadata,
-    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
-    sa.Column("request_id", sa.String(64), nullable=False, index=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
-    sa.Column("model_name", sa.String(256), nullable=False),
-    sa.Column("model_version", sa.String(32), nullable=False),
-    sa.Column("variant", sa.String(64), nullable=False),  # the registry alias that scored it
-    sa.Column("role", sa.String(16), nullable=False),  # served (returned) | shadow (logged only)
-    sa.Column("user_id", sa.String(128)),
-    sa.Column("text", sa.Text, nullable=False),
-    sa.Column("probability", sa.Float, nullable=False),  # P(positive label)
-    sa.Column("label", sa.String(64), nullable=False),
-    sa.Column("latency_ms", sa.Float, nullable=False),
-)
-
-feedback = sa.Table(
-    "prediction_feedback", metadata,
-    sa.Column("request_id", sa.String(64), primary_key=True),
-    sa.Column("label", sa.String(64), nullable=False),
-    sa.Column("source", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-routing_override = sa.Table(
-    "serving_routing", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),  # always 1: one live override for every process
-    sa.Column("config", sa.Text, nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-
-def database_url(settings: Settings) -> str:
-    """``settings.database_url``, or a SQLite file ``autoretrain.db`` under ``state_dir``."""
-    if settings.database_url:
-        return settings.database_url
-    return f"sqlite:///{settings.state_path / 'autoretrain.db'}"
-
-
-def redacted(url: str) -> str:
-    """The URL with its password masked, for messages and logs."""
-    return sa.make_url(url).render_as_string(hide_password=True)
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL and a busy timeout so several processes can share it."""
-    if url.startswith("sqlite"):
-        path = sa.make_url(url).database
-        if path and path != ":memory:":
-            from pathlib import Path
-
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
-
-
-def create_tables(engine: Engine) -> None:
-    """Create the tables that are missing (safe when two processes start at once)."""
-    for attempt in range(3):
-        try:
-            metadata.create_all(engine, checkfirst=True)
-            return
-        except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError) as err:
-            if attempt == 2:
-                raise RuntimeError(f"cannot create the serving tables in {redacted(str(engine.url))}: "
-                                   f"{err}") from err
-            time.sleep(0.2 * (attempt + 1))  # another process is creating them right now
 
 
 def _clean(value: Any) -> Any:

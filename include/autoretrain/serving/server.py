@@ -11,17 +11,20 @@ def run(settings: Settings, host: str | None = None, port: int | None = None) ->
     """Serve with uvicorn on ``host:port`` (defaults: ``serving_host``/``serving_port``) until SIGTERM/SIGINT.
 
     On a signal, uvicorn stops accepting, finishes the requests in flight, then the app drains its
-    prediction-log queue into the database before the process exits.
+    prediction-log queue into the database before the process exits. A database that is not migrated
+    to head raises :class:`autoretrain.db.migrate.SchemaOutOfDate` before the port is bound.
     """
     import uvicorn
 
-    from autoretrain.serving.app import create_app
+    from autoretrain.serving.app import check_database, create_app
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("urllib3", "mlflow.store", "mlflow.tracking", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    config = uvicorn.Config(create_app(settings), host=host or settings.serving_host,
+    app = create_app(settings)
+    check_database(app.state.engine)  # here, not only in the lifespan: one line instead of uvicorn's traceback
+    config = uvicorn.Config(app, host=host or settings.serving_host,
                             port=port or settings.serving_port, workers=1, access_log=False,
                             log_level="info", timeout_graceful_shutdown=30, lifespan="on")
     uvicorn.Server(config).run()

@@ -32,7 +32,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from autoretrain import lineage, registry, tracking
-from autoretrain.audit import aliases as audit
+from autoretrain.audit import aliases
 from autoretrain.config import Settings
 from autoretrain.data.challenger import assemble
 from autoretrain.data.prepare import deduplicate, split
@@ -44,7 +44,9 @@ from autoretrain.data.validation import (
     check_split_leakage,
     validate_frame,
 )
-from autoretrain.serving import prediction_log as store
+from autoretrain.db.engine import database_url
+from autoretrain.db.migrate import checked_engine
+from autoretrain.serving import prediction_log
 from autoretrain.training.evaluation import check_gates, compute_metrics, select_best
 from autoretrain.training.families import get_family, positive_proba, search_family
 
@@ -108,11 +110,10 @@ def load_data(settings: Settings, key: RunKey, *, feedback_until: datetime | Non
 
 def labelled_feedback(settings: Settings, *, until: datetime) -> pd.DataFrame:
     """Labelled traffic of ``settings.model_name``: feedback recorded in the ``retention_days`` up to ``until``."""
-    engine = store.make_engine(store.database_url(settings))
+    engine = checked_engine(database_url(settings))
     try:
-        store.create_tables(engine)  # no prediction service has run yet: no feedback, not an error
-        rows = store.labelled_predictions(engine, model_name=settings.model_name, until=until,
-                                          since=until - timedelta(days=settings.retention_days))
+        rows = prediction_log.labelled_predictions(engine, model_name=settings.model_name, until=until,
+                                                   since=until - timedelta(days=settings.retention_days))
     finally:
         engine.dispose()
     columns = ["label", "text", "request_id", "model_version", "labelled_at"]
@@ -307,7 +308,7 @@ def assign_alias(settings: Settings, *, registered: dict[str, Any], promote: boo
     tags = registry.get_version(client, name, version).tags
     dag_id, airflow_run = tags.get(lineage.AIRFLOW_DAG_ID), tags.get(lineage.AIRFLOW_RUN_ID)
     run_id = run_id or f"{dag_id or 'unknown'}/{airflow_run or 'unknown'}"
-    with audit.engine_for(settings) as engine:
+    with aliases.engine_for(settings) as engine:
         registry.move_alias(client, engine, name=name, alias=alias, version=version, actor=actor, reason=reason,
                             run_id=run_id, action="assign", previous="keep",
                             metrics={k: tags[k] for k in sorted(tags) if k.startswith("holdout_")})

@@ -8,8 +8,9 @@ import pytest
 
 from autoretrain.airflow.alerting import send_alert
 from autoretrain.alerts.messages import drift_alert, task_failure_alert
-from autoretrain.alerts.store import AlertStore, database_url
+from autoretrain.alerts.store import AlertStore
 from autoretrain.config import Settings
+from tests.conftest import migrated
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 ALERT = task_failure_alert(dag_id="d", task_id="t", run_id="r", try_number=1, error="boom")
@@ -17,19 +18,12 @@ ALERT = task_failure_alert(dag_id="d", task_id="t", run_id="r", try_number=1, er
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings(database_url=f"sqlite:///{tmp_path / 'alerts.db'}", alert_cooldown_minutes=30)
+    return Settings(database_url=migrated(f"sqlite:///{tmp_path / 'alerts.db'}"), alert_cooldown_minutes=30)
 
 
 def _statuses(settings: Settings) -> list[tuple[str, str, datetime]]:
     with AlertStore(settings.database_url) as store:
         return [(r.dedup_key, r.status, r.created_at) for r in reversed(store.records())]
-
-
-def test_default_database_is_sqlite_under_state_dir(tmp_path):
-    url = database_url(Settings(state_dir=str(tmp_path / "state")))
-    assert url == f"sqlite:///{tmp_path / 'state' / 'autoretrain.db'}"
-    assert (tmp_path / "state").is_dir()
-    assert database_url(Settings(database_url="postgresql://db/x")) == "postgresql://db/x"
 
 
 def test_last_delivered_ignores_failed_and_suppressed(settings):
@@ -71,4 +65,14 @@ def test_an_unusable_alert_table_does_not_stop_the_alert(tmp_path, caplog):
     delivery = send_alert(ALERT, settings, now=T0)
     assert (delivery.status, delivery.alert_id) == ("logged", None)
     assert any("alert table unavailable" in r.getMessage() for r in caplog.records)
+    assert any(r.getMessage() == f"alert [critical] {ALERT.text}" for r in caplog.records)
+
+
+def test_a_database_behind_the_code_is_logged_in_one_line_and_the_alert_still_goes_out(tmp_path, caplog):
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'never-migrated.db'}")
+    delivery = send_alert(ALERT, settings, now=T0)
+    assert (delivery.status, delivery.alert_id) == ("logged", None)
+    (line,) = [r.getMessage() for r in caplog.records if "alert table unavailable" in r.getMessage()]
+    assert line == (f"alert table unavailable; alerts are logged only: database {settings.database_url} is at "
+                    "revision none (empty), this code needs 0002: run `autoretrain db upgrade`")
     assert any(r.getMessage() == f"alert [critical] {ALERT.text}" for r in caplog.records)

@@ -15,7 +15,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, RESOURCE_DOES_NOT_EXIST
 
 from autoretrain import registry
-from autoretrain.audit import aliases as audit
+from autoretrain.audit import aliases
+from autoretrain.db.engine import make_engine
+from tests.conftest import migrated
 
 NAME = "sms-spam"
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -62,8 +64,7 @@ class FakeRegistry:
 
 @pytest.fixture
 def engine(tmp_path):
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'audit.db'}")
-    audit.ensure_table(engine)
+    engine = make_engine(migrated(f"sqlite:///{tmp_path / 'audit.db'}"))
     yield engine
     engine.dispose()
 
@@ -75,7 +76,7 @@ def move(client: FakeRegistry, engine, alias: str = "champion", version: str | N
 
 
 def rows(engine) -> list[tuple]:
-    return [(r.alias, r.action, r.from_version, r.to_version) for r in reversed(audit.history(engine, NAME))]
+    return [(r.alias, r.action, r.from_version, r.to_version) for r in reversed(aliases.history(engine, NAME))]
 
 
 # ---------------------------------------------------------------------------------------- moves
@@ -84,7 +85,7 @@ def test_first_champion_records_one_row_and_no_previous(engine) -> None:
     result = move(client, engine, version="1", action="assign", reasons=["gates pass"], metrics={"f1": 0.93})
     assert client.aliases == {"champion": "1"}
     assert result.changes == ({"alias": "champion", "from_version": None, "to_version": "1"},)
-    (record,) = audit.history(engine, NAME)
+    (record,) = aliases.history(engine, NAME)
     assert (record.alias, record.action, record.from_version, record.to_version) == ("champion", "assign", None, "1")
     assert (record.actor, record.run_id, record.reason, record.created_at) == ("test:promote", "run-a",
                                                                                "challenger wins", AT)
@@ -98,7 +99,7 @@ def test_promotion_records_the_replaced_champion_as_previous(engine) -> None:
     assert client.aliases == {"champion": "2", "previous": "1"}
     assert client.writes == [("set", "previous", "1"), ("set", "champion", "2")]  # previous first
     assert rows(engine) == [("previous", "promote", "3", "1"), ("champion", "promote", "1", "2")]
-    assert {r.move_id for r in audit.history(engine, NAME)} == {result.move_id}
+    assert {r.move_id for r in aliases.history(engine, NAME)} == {result.move_id}
     assert result.version_of("champion") == "2" and result.version_of("previous") == "1"
 
 
@@ -238,7 +239,7 @@ def test_the_audit_table_is_append_only(engine, statement: str) -> None:
     move(FakeRegistry(), engine)
     with pytest.raises(sa.exc.DatabaseError, match="append-only"), engine.begin() as conn:
         conn.execute(sa.text(statement))
-    assert len(rows(engine)) == 1 and audit.history(engine, NAME)[0].reason == "challenger wins"
+    assert len(rows(engine)) == 1 and aliases.history(engine, NAME)[0].reason == "challenger wins"
 
 
 def test_a_retried_rollback_replays_instead_of_failing(engine) -> None:

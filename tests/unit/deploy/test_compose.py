@@ -437,7 +437,7 @@ def test_autoretrain_commands_parse(project_services: dict[str, dict[str, Any]])
 
     argvs = [argv for service in project_services.values() for argv in service_commands(service)
              if argv[0] == "autoretrain"]
-    assert argvs == [["autoretrain", "serve"]]
+    assert sorted(argvs) == [["autoretrain", "db", "upgrade"], ["autoretrain", "serve"]]
     for argv in argvs:
         try:
             build_parser().parse_args(argv[1:])
@@ -445,6 +445,25 @@ def test_autoretrain_commands_parse(project_services: dict[str, dict[str, Any]])
             pytest.fail(f"`{shlex.join(argv)}` is not a valid autoretrain command (exit {err.code})")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--no-such-option"])
+
+
+def test_airflow_init_migrates_autoretrains_database_before_anything_uses_it(raw: dict[str, Any],
+                                                                           stack: dict[str, Any]) -> None:
+    init = stack["services"]["airflow-init"]
+    commands = list(service_commands(init))
+    assert ["autoretrain", "db", "upgrade"] in commands and ["airflow", "db", "migrate"] in commands
+    assert init["restart"] == "no" and init["command"][:2] == ["bash", "-c"]
+    assert init["command"][2].lstrip().startswith("set -euo pipefail"), "a failed upgrade must fail airflow-init"
+    url = stack["x-airflow-common"]["environment"]["AUTORETRAIN_DATABASE_URL"]
+    assert init["environment"]["AUTORETRAIN_DATABASE_URL"] == url  # the database the tasks and the service use
+    assert stack["services"]["prediction"]["environment"]["AUTORETRAIN_DATABASE_URL"] == url
+    users = [name for name, service in raw["services"].items() if service.get("image") == PROJECT_IMAGE
+             and "AUTORETRAIN_DATABASE_URL" in (stack["services"][name].get("environment") or {})
+             and name != "airflow-init"]
+    assert "prediction" in users and "airflow-worker" in users
+    for name in users:
+        condition = (raw["services"][name].get("depends_on") or {}).get("airflow-init", {}).get("condition")
+        assert condition == "service_completed_successfully", f"{name} may start before the upgrade ran"
 
 
 def test_python_one_liners_compile(project_services: dict[str, dict[str, Any]]) -> None:
@@ -607,6 +626,20 @@ def test_helm_values_reuse_the_compose_environment(stack: dict[str, Any], airflo
     options = {f"AIRFLOW__{section.upper()}__{key.upper()}": str(value)
                for section, keys in values["config"].items() for key, value in keys.items()}
     assert airflow_option_errors(options, airflow_config) == []
+
+
+def test_helm_migrate_job_upgrades_autoretrains_database() -> None:
+    from airflow.cli import cli_parser
+
+    from autoretrain.cli.main import build_parser
+
+    job = yaml.safe_load(HELM_VALUES.read_text(encoding="utf-8"))["migrateDatabaseJob"]
+    assert job["enabled"] is True and job.get("applyCustomEnv", True) is True  # the job gets `env` and `secret`
+    assert job["args"][:2] == ["bash", "-c"] and job["args"][2].startswith("set -euo pipefail")
+    commands = list(shell_commands(job["args"][2]))
+    assert commands == [["set", "-euo", "pipefail"], ["autoretrain", "db", "upgrade"], ["airflow", "db", "migrate"]]
+    build_parser().parse_args(commands[1][1:])
+    cli_parser.get_parser().parse_args(commands[2][1:])
 
 
 # ------------------------------------------------------------------------------------ (c) mlflow, last

@@ -20,12 +20,13 @@ from fastapi.testclient import TestClient
 
 from autoretrain.config import Settings
 from autoretrain.data.sources import read_dataset
+from autoretrain.db.schema import predictions
 from autoretrain.registry import ModelIntegrityError, ModelRef
-from autoretrain.serving import prediction_log as store
+from autoretrain.serving import prediction_log
 from autoretrain.serving.app import create_app
 from autoretrain.serving.routing import RoutingConfig, choose
 from autoretrain.training.families import build_pipeline, get_family
-from tests.conftest import ROOT
+from tests.conftest import ROOT, migrated
 
 TOKEN = "tok-" + uuid.uuid4().hex
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -61,7 +62,7 @@ def pipelines() -> dict[str, Any]:
 
 
 def _settings(tmp_path, **changes) -> Settings:
-    values = {"model_name": "sms", "database_url": f"sqlite:///{tmp_path / 'serving.db'}", "api_token": TOKEN,
+    values = {"model_name": "sms", "database_url": migrated(f"sqlite:///{tmp_path / 'serving.db'}"), "api_token": TOKEN,
               "reload_interval_seconds": 60.0, "max_message_chars": 50, "max_batch_messages": 4,
               "log_flush_seconds": 0.05, **changes}
     return Settings(**values)
@@ -95,7 +96,7 @@ def make_client(tmp_path, pipelines):
 
 def _rows(client: TestClient) -> list[dict]:
     assert client.app.state.service.writer.flush(timeout=10)
-    return store.iter_rows(client.app.state.engine, store.predictions, limit=10_000)
+    return prediction_log.iter_rows(client.app.state.engine, predictions, limit=10_000)
 
 
 def _metric(client: TestClient, name: str, **labels: str) -> float | None:
@@ -320,7 +321,7 @@ def test_feedback_auth_and_validation(make_client, caplog):
     ok = client.post("/feedback", json=payload, headers=AUTH)
     assert ok.status_code == 200
     assert {k: ok.json()[k] for k in ("request_id", "label", "source")} == payload
-    row = store.get_feedback(client.app.state.engine, request_id)
+    row = prediction_log.get_feedback(client.app.state.engine, request_id)
     assert (row["label"], row["source"]) == ("ham", "moderator")
     assert TOKEN not in caplog.text
 
