@@ -22,6 +22,7 @@ def test_luhn(number, valid):
     ("pay with 4111 1111 1111 1111 ok", PiiCounts(cards=1), "pay with [CARD] ok"),
     ("pay with 4111-1111-1111-1111", PiiCounts(cards=1), "pay with [CARD]"),
     ("ref 4111 1111 1111 1112", PiiCounts(), "ref 4111 1111 1111 1112"),  # 16 digits, not Luhn: neither
+    ("p=0.0001234567, call 07700900123.", PiiCounts(phones=1), "p=0.0001234567, call [PHONE]."),
     ("to me@x.io, call 07700900123, card 5500000000000004",
      PiiCounts(emails=1, cards=1, phones=1), "to [EMAIL], call [PHONE], card [CARD]"),
 ])
@@ -33,6 +34,9 @@ def test_finds_and_redacts(text, counts, redacted):
 @pytest.mark.parametrize("text", [
     "txt STOP to 87121", "WIN £1000 cash", "run 2026-01-05", "newest data 2026-01-04 18:30 UTC",
     "call me at 10:30", "I have 2 cats and 3 dogs", "sha 3f9a1c", "scheduled__2026-03-01T02:00:00+00:00",
+    # figures in alerts are never phone numbers (issue 15: "p=0.[PHONE]", "score 0.[PHONE]")
+    "McNemar p=0.0001234567 < 0.05", "tfidf_js score 0.0312345678 > threshold 0.02", "ratio 1234567.5",
+    "f1 0,9812345678", "p 1.2345678e-05",
 ])
 def test_leaves_ordinary_text_alone(text):
     assert redact(text) == text
