@@ -1,8 +1,8 @@
 """`make demo`: the whole closed loop on embedded defaults, through the real Airflow scheduler.
 
-1. reset the demo stack's state (.autoretrain/stack and the Airflow metadata DB) and start it:
-   MLflow server, Airflow api-server + scheduler + dag-processor + triggerer (LocalExecutor,
-   SQLite), the prediction service (see tools/stack.py);
+1. reset the demo stack's state (.autoretrain/stack, the Airflow metadata DB, and the embedded stores
+   .autoretrain/mlflow.db, mlartifacts, autoretrain.db) and start it: MLflow server, Airflow api-server +
+   scheduler + dag-processor + triggerer (LocalExecutor, SQLite), the prediction service (tools/stack.py);
 2. unpause the DAGs; the scheduler starts the `training` DAG's latest weekly slot, which trains
    and registers the first champion; the prediction service loads it;
 3. replay held-out SMS through POST /predict, with the true labels sent back to POST /feedback;
@@ -189,10 +189,19 @@ def monitor(api: AirflowAPI, start: datetime, end: datetime, label: str) -> dict
 
 # ----------------------------------------------------------------------------------- the loop
 def reset() -> None:
-    """Stop a running stack and start from empty state (the demo is repeatable)."""
+    """Stop a running stack and start from empty state (the demo is repeatable).
+
+    The stack runs on the checkout's embedded stores, so these go too: MLflow's store and artifacts
+    and AutoRetrain's database under ``.autoretrain/``.
+    """
     stack.down(progress=say)
     airflow_home = Path(os.environ["AIRFLOW_HOME"])
     shutil.rmtree(stack.STATE, ignore_errors=True)
+    shutil.rmtree(stack.MLFLOW_ARTIFACTS, ignore_errors=True)
+    for name in ("mlflow.db", Path(stack.DATABASE_URL.removeprefix("sqlite:///")).name):
+        for path in stack.STORES.glob(f"{name}*"):  # the file and its -wal / -shm companions
+            path.unlink()
+    say(f"reset: the stack's state and the embedded stores under {stack.STORES}")
     for path in airflow_home.glob("airflow.db*"):
         path.unlink()
     shutil.rmtree(airflow_home / "logs", ignore_errors=True)

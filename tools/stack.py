@@ -24,19 +24,33 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from autoretrain.config import Settings, load_settings
+from autoretrain.db.engine import database_url
 from devstack import localstack
 from devstack.localstack import Service
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".autoretrain" / "stack"
 BIN = Path(sys.executable).parent
+HOST = os.environ.get("AUTORETRAIN_STACK_HOST", "127.0.0.1")  # every listening socket of the stack
 AIRFLOW_PORT = int(os.environ.get("AIRFLOW__API__PORT", "8080"))
 MLFLOW_PORT = 5000
 SERVING_PORT = 8000
-AIRFLOW_URL = f"http://127.0.0.1:{AIRFLOW_PORT}"
-MLFLOW_URL = f"http://127.0.0.1:{MLFLOW_PORT}"
-SERVING_URL = f"http://127.0.0.1:{SERVING_PORT}"
-DATABASE_URL = f"sqlite:///{STATE / 'autoretrain.db'}"  # prediction log, feedback, drift windows, alerts, audit
+AIRFLOW_URL = f"http://{HOST}:{AIRFLOW_PORT}"
+MLFLOW_URL = f"http://{HOST}:{MLFLOW_PORT}"
+SERVING_URL = f"http://{HOST}:{SERVING_PORT}"
+
+
+def embedded_settings() -> Settings:
+    """The settings of this checkout without any AUTORETRAIN_* or MLFLOW_* variable: what the CLI uses by default."""
+    return load_settings(environ={k: v for k, v in os.environ.items() if k == "AUTORETRAIN_CONFIG"})
+
+
+#: the checkout's embedded stores: MLflow's SQLite store (+ local artifacts) and AutoRetrain's tables
+STORES = embedded_settings().state_path
+MLFLOW_BACKEND = f"sqlite:///{STORES / 'mlflow.db'}"
+MLFLOW_ARTIFACTS = STORES / "mlartifacts"
+DATABASE_URL = database_url(embedded_settings())  # prediction log, feedback, drift windows, alerts, audit
 
 
 def api_token() -> str:
@@ -62,7 +76,10 @@ def stack_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": MLFLOW_URL,
         "AUTORETRAIN_DATABASE_URL": DATABASE_URL,
         "AUTORETRAIN_API_TOKEN": api_token(),
+        "AUTORETRAIN_SERVING_HOST": HOST,
         "AUTORETRAIN_SERVING_PORT": str(SERVING_PORT),
+        "AIRFLOW__API__HOST": HOST,
+        "AIRFLOW__API__BASE_URL": AIRFLOW_URL + "/",  # alert links name the address the UI listens on
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no job runner + huey consumers: unused, costly on 2 cores
         "PYTHONUNBUFFERED": "1",
@@ -72,29 +89,29 @@ def stack_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def services() -> list[Service]:
     airflow = str(BIN / "airflow")
-    mlflow_dir = STATE / "mlflow"
+    # artifacts as plain local paths (not proxied): the CLI on the SQLite store reads them as the tasks do
     return [
-        Service("mlflow", [str(BIN / "mlflow"), "server", "--backend-store-uri",
-                           f"sqlite:///{mlflow_dir / 'mlflow.db'}", "--artifacts-destination",
-                           str(mlflow_dir / "artifacts"), "--host", "127.0.0.1", "--port", str(MLFLOW_PORT),
-                           "--workers", "1"], f"{MLFLOW_URL}/health"),
-        Service("airflow-api-server", [airflow, "api-server", "--port", str(AIRFLOW_PORT)],
+        Service("mlflow", [str(BIN / "mlflow"), "server", "--backend-store-uri", MLFLOW_BACKEND,
+                           "--default-artifact-root", str(MLFLOW_ARTIFACTS), "--host", HOST,
+                           "--port", str(MLFLOW_PORT), "--workers", "1"], f"{MLFLOW_URL}/health"),
+        Service("airflow-api-server", [airflow, "api-server", "--host", HOST, "--port", str(AIRFLOW_PORT)],
                 f"{AIRFLOW_URL}/api/v2/monitor/health"),
-        Service("airflow-scheduler", [airflow, "scheduler"]),
+        # no log servers (they bind every interface): the api-server reads the task logs from this disk
+        Service("airflow-scheduler", [airflow, "scheduler", "--skip-serve-logs"]),
         Service("airflow-dag-processor", [airflow, "dag-processor"]),
-        Service("airflow-triggerer", [airflow, "triggerer"]),
+        Service("airflow-triggerer", [airflow, "triggerer", "--skip-serve-logs"]),
         Service("prediction-service", [str(BIN / "autoretrain"), "serve"], f"{SERVING_URL}/health"),
     ]
 
 
 def _port_taken(port: int) -> bool:
     with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((HOST, port)) == 0
 
 
 def up(extra_env: Mapping[str, str] | None = None, progress: Callable[[str], None] = print) -> None:
     """Start the stack's missing processes and wait until every one is healthy."""
-    (STATE / "mlflow").mkdir(parents=True, exist_ok=True)
+    MLFLOW_ARTIFACTS.mkdir(parents=True, exist_ok=True)
     already = localstack.running(STATE)
     ports = {"mlflow": MLFLOW_PORT, "airflow-api-server": AIRFLOW_PORT, "prediction-service": SERVING_PORT}
     busy = [f"{port} ({name})" for name, port in ports.items() if name not in already and _port_taken(port)]
@@ -138,11 +155,14 @@ def urls() -> str:
 
 
 def status() -> int:
+    """Print what runs; a stopped stack is a normal state (exit 0), not an error."""
     alive = localstack.running(STATE)
     for service in services():
         pid = alive.get(service.name)
         print(f"  {service.name:22s} {'running, pid ' + str(pid) if pid else 'stopped'}")  # noqa: T201
-    return 0 if alive else 3
+    if not alive:
+        print("the stack is stopped: `make up` starts it, `make demo` runs the closed loop on it")  # noqa: T201
+    return 0
 
 
 def main(argv: list[str]) -> int:
