@@ -128,7 +128,7 @@ def validate_data(settings: Settings, *, parent_run_id: str) -> dict[str, Any]:
     raw = tracking.load_frame(client, parent_run_id, lineage.FRAME_RAW)
     source = client.get_run(parent_run_id).data.tags.get(lineage.DATA_SOURCE, "snapshot")
     report = validate_frame(raw, settings, source=source)
-    client.log_dict(parent_run_id, report.as_dict(), lineage.VALIDATION_REPORT)
+    tracking.log_json(client, parent_run_id, report.as_dict(), lineage.VALIDATION_REPORT)
     for check in report.checks:
         client.log_metric(parent_run_id, f"check_{check.name}", check.score)
     report.raise_for_failures()  # a broken dataset never reaches training
@@ -167,11 +167,11 @@ def _with_feedback(settings: Settings, client: MlflowClient, parent_run_id: str,
     if len(feedback):
         report = validate_frame(feedback[["label", "text"]], settings, source="prediction feedback",
                                 checks=FEEDBACK_GATE)
-        client.log_dict(parent_run_id, report.as_dict(), lineage.FEEDBACK_VALIDATION_REPORT)
+        tracking.log_json(client, parent_run_id, report.as_dict(), lineage.FEEDBACK_VALIDATION_REPORT)
         report.raise_for_failures()  # a label outside the label set never reaches training
     train, test, summary = assemble(train, test, feedback, test_size=settings.test_size,
                                     salt=f"autoretrain-holdout-{settings.random_seed}")
-    client.log_dict(parent_run_id, summary.as_dict(), lineage.FEEDBACK_SUMMARY)
+    tracking.log_json(client, parent_run_id, summary.as_dict(), lineage.FEEDBACK_SUMMARY)
     client.log_metric(parent_run_id, "rows_feedback_train", summary.rows_train)
     client.log_metric(parent_run_id, "rows_feedback_test", summary.rows_test)
     return {"train": train, "test": test, **summary.as_dict()}
