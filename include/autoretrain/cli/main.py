@@ -45,7 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          promote=False if args.no_promote else None)
     key = RunKey(dag_id="cli", run_id=args.run_id or time.strftime("cli__%Y-%m-%dT%H:%M:%S"))
     result = run_training(settings, key)
-    summary = {k: result[k] for k in ("selected", "alias", "seconds")}
+    summary: dict[str, Any] = {"selected": result["selected"], "alias": result["alias"], "seconds": result["seconds"]}
     summary["version"] = result["registered"]["version"]
     summary["holdout"] = {k: round(result["holdout"][k], 4)
                           for k in ("accuracy", "f1", "mcc", "fpr", "ece", "roc_auc", "pr_auc", "brier")}
