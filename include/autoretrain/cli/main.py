@@ -81,10 +81,12 @@ def cmd_drift(args: argparse.Namespace) -> int:
     from autoretrain import registry, tracking
     from autoretrain.data.sources import DataSourceError, read_bytes
     from autoretrain.monitoring.drift import Sample, run_checks
+    from autoretrain.monitoring.payloads import DriftReportRecord
     from autoretrain.monitoring.windows import adhoc_drift, load_champion
 
     settings = _settings(args)
     texts, labels = _messages(read_bytes(args.current).decode("utf-8", errors="replace"), settings.labels)
+    report: DriftReportRecord
     if args.reference is None and args.model is None:
         report = adhoc_drift(settings, load_champion(settings, tracking.client_for(settings)), texts, labels)
     else:
