@@ -125,7 +125,7 @@ class SelectModelOperator(BaseOperator):
     def __init__(self, *, loaded: Any, results: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.loaded: LoadedData = loaded
-        self.results: Sequence[FamilyResult] = results  # the mapped train tasks' XComs
+        self.results: Sequence[FamilyResult | None] = results  # the mapped train tasks' XComs (None: skipped)
 
     @maps_errors
     def execute(self, context: Context) -> SelectedModel:

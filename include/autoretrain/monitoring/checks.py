@@ -7,7 +7,6 @@ turns that into a :class:`~autoretrain.monitoring.drift.DriftResult` with the ef
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,7 @@ from autoretrain.monitoring.reference import (
     hashed_features,
     tfidf_rows,
 )
-from autoretrain.monitoring.registry import register_check
+from autoretrain.monitoring.registry import Measure, register_check
 from autoretrain.training.evaluation import ECE_BINS
 
 Measured = tuple[float, float, dict[str, Any]]
@@ -243,7 +242,7 @@ def _batch_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, 
             "ece": gap.reshape(rounds, ECE_BINS).sum(axis=1) / n}
 
 
-def _feedback(metric: str, *, worse_when_higher: bool) -> Callable:
+def _feedback(metric: str, *, worse_when_higher: bool) -> Measure:
     """A check of ``metric`` on the labelled messages against the reference's evaluation.
 
     The noise floor comes from the same metric on bootstrap samples of the reference's (label,

@@ -26,7 +26,7 @@ _EPS = 1e-4
 SENTINEL = "zqxsentinelxqz"  # joins the messages of a chunk; holds id 0 in every TokenIds
 
 
-class TokenIds(dict):
+class TokenIds(dict[str, int]):
     """token -> column id; unseen tokens get the next id (so ids are stable across batches).
 
     Id 0 is reserved for the sentinel that separates messages during tokenization.

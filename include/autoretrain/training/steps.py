@@ -230,12 +230,13 @@ def _family_summary(run: Run) -> FamilyResult:
             "params": dict(run.data.params)}
 
 
-def select_model(settings: Settings, *, parent_run_id: str, results: Sequence[FamilyResult]) -> SelectedModel:
+def select_model(settings: Settings, *, parent_run_id: str,
+                 results: Sequence[FamilyResult | None]) -> SelectedModel:
     """Pick the best family by CV ``target_metric`` (tie-break ``tie_break_metric``)."""
-    results = [r for r in results if r]  # mapped tasks return lists; tolerate None from skipped ones
-    selection = select_best({r["family"]: r["cv_metrics"] for r in results}, metric=settings.target_metric,
+    trained = [r for r in results if r]  # mapped tasks return lists; tolerate None from skipped ones
+    selection = select_best({r["family"]: r["cv_metrics"] for r in trained}, metric=settings.target_metric,
                             tie_break=settings.tie_break_metric)
-    winner = next(r for r in results if r["family"] == selection.winner)
+    winner = next(r for r in trained if r["family"] == selection.winner)
     client, _ = _client(settings)
     client.set_tag(parent_run_id, lineage.SELECTED_FAMILY, selection.winner)
     tracking.log_json(client, parent_run_id, {"ranking": selection.ranking, "reasons": selection.reasons},
