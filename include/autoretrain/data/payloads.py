@@ -3,15 +3,16 @@
 A leaf: ``TypedDict`` s and nothing else, so the operators of :mod:`autoretrain.airflow` can name
 what they pass through XCom without importing pandas at DAG parse time. At run time every value
 is a plain ``dict``.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: ``TypedDict`` reads ``NotRequired`` from evaluated
+annotations (with string annotations Python 3.11 counts every key in ``__required_keys__``).
+"""
 
 from typing import TypedDict
 
 
 class CheckRecord(TypedDict):
-    """One :class:`~autoretrain.data.validation.CheckResult` as a dict (``dataclasses.asdict``)."""
+    """:meth:`autoretrain.data.validation.CheckResult.as_dict`: one check, its score against its limit."""
 
     name: str
     score: float

@@ -7,9 +7,10 @@ can name them at DAG parse time. At run time every payload is a plain ``dict``. 
     measure_window -> WindowMeasurement (a MeasuredWindow, or an UnmonitoredWindow without a champion)
     decide_window -> RetrainDecision (recorded on the window's row; the DriftSensor's XCom)
     read_window_row -> WindowRow (the report and decision as stored, parsed back from JSON)
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: ``TypedDict`` reads ``NotRequired`` from evaluated
+annotations (with string annotations Python 3.11 counts every key in ``__required_keys__``).
+"""
 
 from datetime import datetime
 from typing import Any, Literal, NotRequired, TypedDict

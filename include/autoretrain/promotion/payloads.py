@@ -7,9 +7,10 @@ plain ``dict``. The steps (:mod:`autoretrain.promotion.rollout`)::
     compare_challenger -> Comparison (XCom ``decision`` of ``compare``)
     start_canary -> CanaryStart -> canary_status -> CanaryVerdictRecord (+ the canary: CanaryOutcome)
     promote_challenger -> Promotion | withdraw_challenger -> Withdrawal | rollback -> Rollback
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: ``TypedDict`` reads ``NotRequired`` from evaluated
+annotations (with string annotations Python 3.11 counts every key in ``__required_keys__``).
+"""
 
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -91,7 +92,7 @@ class CanaryStart(TypedDict):
 
 
 class CanaryCheckRecord(TypedDict):
-    """One signal of the canary (``dataclasses.asdict`` of :class:`~autoretrain.promotion.canary.CanaryCheck`)."""
+    """:meth:`autoretrain.promotion.canary.CanaryCheck.as_dict`: one signal of the canary."""
 
     name: str
     score: float

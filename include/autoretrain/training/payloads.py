@@ -9,9 +9,10 @@ plain ``dict``, which is what XCom serializes. The chain (:mod:`autoretrain.trai
     evaluate_model -> HoldoutMetrics -> register_model -> RegisteredVersion
     gate_model -> GateVerdict -> assign_alias -> AliasAssignment
     run_training (all of them in one process) -> TrainingResult
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: ``TypedDict`` reads ``NotRequired`` from evaluated
+annotations (with string annotations Python 3.11 counts every key in ``__required_keys__``).
+"""
 
 from typing import Literal, NotRequired, TypedDict
 
