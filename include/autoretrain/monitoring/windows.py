@@ -7,6 +7,7 @@ HTML report to the MLflow monitoring experiment, and upserts one row per (model,
 ``drift_windows``. ``decide_window`` applies :func:`autoretrain.monitoring.drift.decide_retrain` over the
 latest windows (hysteresis) and records the decision on the same row, where the ``DriftSensor``
 of the monitoring DAG reads it. Re-running a window replaces its row: every step is idempotent.
+What the steps return is typed in :mod:`autoretrain.monitoring.payloads`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Compare, canary, promote, withdraw, roll back: the steps after a challenger is registered.
 
-Each step takes the settings and JSON-able inputs and returns a JSON-able dict (its type is in
-:mod:`autoretrain.promotion.payloads`), so the same
-functions run as tasks of ``retrain_compare_promote`` / ``rollback`` and from ``autoretrain
-promote|rollback``. Every alias move goes through :func:`autoretrain.registry.move_alias` (audited,
-all-or-nothing, replayed on retry); routing changes go through the prediction service's override
+Each step takes the settings and JSON-able inputs and returns a JSON-able dict (typed in
+:mod:`autoretrain.promotion.payloads`), so the same functions run as tasks of
+``retrain_compare_promote`` / ``rollback`` and from ``autoretrain promote|rollback``. Every alias
+move goes through :func:`autoretrain.registry.move_alias` (audited, all-or-nothing, replayed on
+retry); routing changes go through the prediction service's override
 (:func:`autoretrain.serving.prediction_log.save_routing`), which every service process polls.
 
 Rollout: ``start_canary`` (``challenger`` alias + canary routing) -> ``canary_status`` until it is

@@ -1,8 +1,9 @@
 """The training lifecycle as steps: load -> validate -> train (per family) -> select -> evaluate ->
 register -> gate -> alias.
 
-Each step takes the settings and JSON-able inputs and returns a JSON-able dict, so the same
-functions run as Airflow tasks (passing results through XCom) and from ``autoretrain train``.
+Each step takes the settings and JSON-able inputs and returns a JSON-able dict (typed in
+:mod:`autoretrain.training.payloads`), so the same functions run as Airflow tasks (passing results
+through XCom) and from ``autoretrain train``.
 Intermediate data lives in the parent MLflow run (``data/*.parquet``), so any worker can pick a
 step up, and every step is keyed by the run so that a retry finds its work instead of redoing it.
 
