@@ -37,8 +37,9 @@ test: setup  ## every test: unit, DAG integrity, integration (real Postgres, mlf
 test-unit: setup  ## fast tests only (no servers)
 	$(PY) -m pytest tests/unit tests/dags -q
 
-lint: setup  ## ruff (with Airflow 3 AIR3 and the no-heavy-imports-in-DAGs TID253 rules)
+lint: setup  ## ruff (with Airflow 3 AIR3 and the no-heavy-imports-in-DAGs TID253 rules), then mypy on include/
 	$(VENV)/bin/ruff check include dags tests benchmarks tools
+	$(VENV)/bin/mypy
 
 demo: setup  ## the closed loop on embedded defaults: train, serve, drift, monitoring, retrain, promote (~6 min on 2 cores)
 	$(PY) tools/demo.py

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
@@ -34,12 +34,14 @@ from sqlalchemy.engine import Engine
 from autoretrain import lineage
 from autoretrain.audit import aliases as audit
 from autoretrain.errors import AutoRetrainError, TransientError
+from autoretrain.promotion.payloads import AliasChange, AliasMoveRecord
+from autoretrain.training.payloads import RegisteredVersion
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-PREVIOUS = "previous"
+CHAMPION: Final = "champion"
+CHALLENGER: Final = "challenger"
+PREVIOUS: Final = "previous"
 
 
 class RegistryError(AutoRetrainError, RuntimeError):
@@ -61,7 +63,7 @@ class ModelRef:
     name: str
     version: str
     run_id: str | None
-    source: str
+    source: str | None
     sha256: str | None
     aliases: tuple[str, ...]
     tags: dict[str, str]
@@ -70,7 +72,7 @@ class ModelRef:
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> RegisteredVersion:
         return {"name": self.name, "version": self.version, "run_id": self.run_id, "source": self.source,
                 "sha256": self.sha256, "aliases": list(self.aliases)}
 
@@ -162,15 +164,15 @@ class AliasMove:
 
     move_id: str
     name: str
-    changes: tuple[dict[str, str | None], ...]  # {"alias", "from_version", "to_version"}, in MLflow order
+    changes: tuple[AliasChange, ...]  # in the order MLflow applied them
     replayed: bool = False
 
     def version_of(self, alias: str) -> str | None:
         """The version ``alias`` points at after the move (KeyError if the move did not touch it)."""
         return next(c["to_version"] for c in self.changes if c["alias"] == alias)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"move_id": self.move_id, "name": self.name, "changes": [dict(c) for c in self.changes],
+    def as_dict(self) -> AliasMoveRecord:
+        return {"move_id": self.move_id, "name": self.name, "changes": [c.copy() for c in self.changes],
                 "replayed": self.replayed}
 
 
@@ -188,7 +190,7 @@ def move_alias(client: MlflowClient, engine: Engine, *, name: str, alias: str, v
     if previous not in PREVIOUS_MODES:
         raise ValueError(f"previous={previous!r} is not one of {PREVIOUS_MODES}")
     key = audit.idempotency_key(run_id=run_id, model_name=name, alias=alias, action=action, to_version=version)
-    done: list[dict[str, str | None]] = []
+    done: list[AliasChange] = []
     with engine.connect() as conn:
         trans = conn.begin()
         try:
@@ -243,12 +245,12 @@ def rollback_champion(client: MlflowClient, engine: Engine, *, name: str, actor:
 
 
 def _plan(client: MlflowClient, name: str, alias: str, version: str | None,
-          previous: str) -> list[dict[str, str | None]]:
+          previous: str) -> list[AliasChange]:
     """The alias changes of a move, in the order they are applied (read from MLflow now)."""
     if version is not None:
         _require_version(client, name, version)
     current = alias_version(client, name, alias)
-    main = {"alias": alias, "from_version": current.version if current else None, "to_version": version}
+    main: AliasChange = {"alias": alias, "from_version": current.version if current else None, "to_version": version}
     if alias != CHAMPION or previous == "keep" or main["from_version"] == version:
         return [main]
     prev = alias_version(client, name, PREVIOUS)
@@ -278,11 +280,11 @@ def _apply(client: MlflowClient, name: str, alias: str, version: str | None) -> 
         client.set_registered_model_alias(name, alias, version)
 
 
-def _undo(client: MlflowClient, name: str, done: Sequence[Mapping[str, str | None]]) -> None:
+def _undo(client: MlflowClient, name: str, done: Sequence[AliasChange]) -> None:
     """Put the aliases already moved back where they were (best effort, newest first)."""
     for change in reversed(done):
         try:
-            _apply(client, name, str(change["alias"]), change["from_version"])
+            _apply(client, name, change["alias"], change["from_version"])
             log.warning("undid %s@%s -> %s (back to %s)", name, change["alias"], change["to_version"],
                         change["from_version"])
         except Exception as err:  # noqa: BLE001 - keep undoing the rest; say loudly what is left
@@ -292,7 +294,7 @@ def _undo(client: MlflowClient, name: str, done: Sequence[Mapping[str, str | Non
 
 
 def _as_move(records: Sequence[audit.AuditRecord], *, replayed: bool) -> AliasMove:
-    changes = tuple({"alias": r.alias, "from_version": r.from_version, "to_version": r.to_version} for r in records)
+    changes = tuple(AliasChange(alias=r.alias, from_version=r.from_version, to_version=r.to_version) for r in records)
     return AliasMove(move_id=records[0].move_id, name=records[0].model_name, changes=changes, replayed=replayed)
 
 

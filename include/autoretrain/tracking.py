@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -72,6 +73,11 @@ def find_or_create_run(client: MlflowClient, experiment_id: str, *, run_key: str
     run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
     log.info("created MLflow run %s (%s) for %s", run.info.run_id, run_name, run_key)
     return run.info.run_id
+
+
+def log_json(client: MlflowClient, run_id: str, payload: Mapping[str, Any], path: str) -> None:
+    """Store a JSON-able mapping (a step's payload) as the artifact ``path`` of the run."""
+    client.log_dict(run_id, dict(payload), path)
 
 
 def log_frame(client: MlflowClient, run_id: str, frame: pd.DataFrame, name: str) -> None:

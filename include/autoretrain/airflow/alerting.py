@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from airflow.sdk import BaseOperator, Context
 
@@ -38,19 +38,34 @@ SLACK_TIMEOUT_SECONDS = 10
 LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.ERROR}
 
 
+DeliveryStatus = Literal["sent", "logged", "failed", "suppressed"]
+
+
+class DeliveryRecord(TypedDict):
+    """:meth:`Delivery.as_dict`: the XCom of the alert tasks."""
+
+    status: DeliveryStatus
+    transport: str
+    channel: str | None
+    dedup_key: str
+    error: str | None
+    alert_id: int | None
+
+
 @dataclass(frozen=True)
 class Delivery:
     """What happened to one alert: ``sent``, ``logged``, ``failed`` or ``suppressed``."""
 
-    status: str
+    status: DeliveryStatus
     transport: str
     channel: str | None
     dedup_key: str
     error: str | None = None
     alert_id: int | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def as_dict(self) -> DeliveryRecord:
+        return {"status": self.status, "transport": self.transport, "channel": self.channel,
+                "dedup_key": self.dedup_key, "error": self.error, "alert_id": self.alert_id}
 
 
 def send_alert(alert: Alert, settings: Settings, *, context: Mapping[str, Any] | None = None,
@@ -80,7 +95,7 @@ def send_alert(alert: Alert, settings: Settings, *, context: Mapping[str, Any] |
         status=delivery.status, transport=route.transport, channel=route.channel, title=alert.title,
         message=alert.text, error=delivery.error, **ids), "write")
     store.close()
-    return Delivery(**{**delivery.as_dict(), "alert_id": alert_id})
+    return replace(delivery, alert_id=alert_id)
 
 
 def _deliver(route: Route, alert: Alert, context: Mapping[str, Any]) -> str | None:
@@ -97,9 +112,13 @@ def _deliver(route: Route, alert: Alert, context: Mapping[str, Any]) -> str | No
 
 
 def _notifier(route: Route, alert: Alert) -> Any:
+    if route.conn_id is None:  # route_for names the connection of both Slack transports
+        raise ValueError(f"alert route {route.transport} has no Slack connection id")
     if route.transport == "slack_api":
         from airflow.providers.slack.notifications.slack import SlackNotifier
 
+        if route.channel is None:  # route_for gives slack_api routes the severity's channel
+            raise ValueError("alert route slack_api has no channel")
         return SlackNotifier(slack_conn_id=route.conn_id, channel=route.channel, text=alert.text,
                              username=SLACK_USERNAME, unfurl_links=False, unfurl_media=False,
                              timeout=SLACK_TIMEOUT_SECONDS)
@@ -157,7 +176,7 @@ class SendAlertOperator(BaseOperator):
         self.fields = dict(fields or {})
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> DeliveryRecord:
         settings = settings_for(context)
         fields = {"run_id": context["run_id"], "airflow_url": airflow_url(context), **self.fields}
         if "mlflow_run_id" in fields:

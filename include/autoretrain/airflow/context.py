@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from autoretrain.config import Settings, load_settings
+from autoretrain.promotion.payloads import AuditIds
 
 
 def settings_for(context: Mapping[str, Any]) -> Settings:
@@ -45,7 +46,7 @@ def context_ids(context: Mapping[str, Any] | None) -> dict[str, str | None]:
             "task_id": getattr(ti, "task_id", None)}
 
 
-def audit_ids(context: Mapping[str, Any]) -> dict[str, str]:
+def audit_ids(context: Mapping[str, Any]) -> AuditIds:
     """``run_id`` (``<dag_id>/<run_id>``) and ``actor`` (``airflow:<dag_id>.<task_id>``) of alias moves."""
     dag_id = context["dag"].dag_id
     return {"run_id": f"{dag_id}/{context['run_id']}", "actor": f"airflow:{dag_id}.{context['ti'].task_id}"}

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
 
 from autoretrain.airflow.assets import VALIDATED_DATASET
 from autoretrain.airflow.context import run_time, settings_for
 from autoretrain.airflow.errors import DatasetRejected, maps_errors
+from autoretrain.data.payloads import DatasetVerdict, SnapshotRecord
+
+if TYPE_CHECKING:
+    from pydantic import JsonValue
 
 
 def _report_prefix(context: Mapping[str, Any]) -> str:
@@ -41,7 +45,7 @@ class ValidateDatasetOperator(BaseOperator):
         self.feedback_loader = feedback_loader
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> DatasetVerdict:
         from autoretrain.data.dataset_validation import render_json, render_markdown, validate_dataset
         from autoretrain.data.feedback import resolve_loader
         from autoretrain.data.snapshots import artifact_store, snapshot_times, write_report
@@ -53,8 +57,11 @@ class ValidateDatasetOperator(BaseOperator):
                                   feedback_loader=resolve_loader(self.feedback_loader))
         locations = write_report(store, _report_prefix(context), {"report.json": render_json(result),
                                                                    "report.md": render_markdown(result)})
-        summary = {**result.summary(), "report": locations}
-        summary.pop("reports")  # the full report is in the artifact store; keep the XCom small
+        full = result.summary()
+        # the full reports are in the artifact store; keep the XCom small
+        summary: DatasetVerdict = {"source": full["source"], "passed": full["passed"], "digest": full["digest"],
+                                   "rows": full["rows"], "now": full["now"], "failures": full["failures"],
+                                   "warnings": full["warnings"], "report": locations}
         for line in render_markdown(result).splitlines():
             self.log.info("%s", line)
         if not result.passed:
@@ -75,11 +82,11 @@ class SnapshotDatasetOperator(BaseOperator):
     def __init__(self, *, validated: Any, feedback_loader: str | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("outlets", [VALIDATED_DATASET])
         super().__init__(**kwargs)
-        self.validated = validated
+        self.validated: DatasetVerdict = validated  # an XComArg until Airflow renders it for execute
         self.feedback_loader = feedback_loader
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> SnapshotRecord:
         from autoretrain.data.dataset_validation import snapshot_validated, validate_dataset
         from autoretrain.data.feedback import resolve_loader
         from autoretrain.data.snapshots import artifact_store
@@ -89,7 +96,7 @@ class SnapshotDatasetOperator(BaseOperator):
         result = validate_dataset(settings, now=run_time(context), feedback_loader=resolve_loader(self.feedback_loader))
         # changed or failing data is refused (SnapshotRefused: the next run deals with it)
         snapshot = snapshot_validated(store, result, expected_digest=self.validated["digest"])
-        extra = {"digest": snapshot.digest, "rows": snapshot.rows, "uri": snapshot.uri}
+        extra: dict[str, JsonValue] = {"digest": snapshot.digest, "rows": snapshot.rows, "uri": snapshot.uri}
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
         return snapshot.as_dict()

@@ -12,12 +12,16 @@ AutoRetrain's (a bug, a library's surprise) keep Airflow's default: they are ret
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from autoretrain.data.payloads import CheckSummary, RejectedDataset
 from autoretrain.errors import AutoRetrainError
+
+if TYPE_CHECKING:
+    from autoretrain.data.validation import ValidationReport
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -26,8 +30,8 @@ R = TypeVar("R")
 class DatasetRejected(AirflowFailException):
     """A dataset failed blocking checks (no retry); ``summary`` holds the report for the alert."""
 
-    def __init__(self, summary: Mapping[str, Any]) -> None:
-        self.summary = dict(summary)
+    def __init__(self, summary: RejectedDataset) -> None:
+        self.summary = summary.copy()
         failed = "; ".join(f"{f['name']}: {f['details']}" for f in self.summary.get("failures", []))
         super().__init__(f"dataset {self.summary.get('source')} failed validation: {failed}")
 
@@ -35,12 +39,13 @@ class DatasetRejected(AirflowFailException):
         return type(self), (self.summary,)
 
     @classmethod
-    def from_report(cls, report: Any) -> DatasetRejected:
+    def from_report(cls, report: ValidationReport) -> DatasetRejected:
         """From a :class:`~autoretrain.data.validation.ValidationReport` (the training gate's)."""
         from autoretrain.data.pii import redact
 
-        failures = [{"name": c.name, "score": c.score, "threshold": c.threshold,
-                     "details": redact(c.details), "blocking": c.blocking} for c in report.failures]
+        failures: list[CheckSummary] = [{"name": c.name, "score": c.score, "threshold": c.threshold,
+                                         "details": redact(c.details), "blocking": c.blocking}
+                                        for c in report.failures]
         return cls({"source": report.source, "passed": report.passed, "failures": failures})
 
 

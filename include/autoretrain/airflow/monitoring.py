@@ -14,19 +14,21 @@ from typing import Any
 from airflow.sdk import BaseOperator, BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSkipException
 
+from autoretrain.airflow.alerting import DeliveryRecord
 from autoretrain.airflow.context import airflow_url, settings_for
 from autoretrain.airflow.errors import maps_errors
 from autoretrain.config import SettingsError
+from autoretrain.monitoring.payloads import RetrainDecision, WindowMeasurement
 
 
 def window_of(context: Context) -> tuple[datetime, datetime]:
     """``[start, end)`` of this run: Params ``window_end``/``window_hours``, else the data interval."""
     params = context.get("params") or {}
     if params.get("window_end"):
-        end = datetime.fromisoformat(str(params["window_end"]))
-        if end.tzinfo is None:
+        until = datetime.fromisoformat(str(params["window_end"]))
+        if until.tzinfo is None:
             raise SettingsError(f"Param window_end={params['window_end']!r} needs a time zone, e.g. +00:00")
-        return end - timedelta(hours=float(params.get("window_hours") or 6)), end
+        return until - timedelta(hours=float(params.get("window_hours") or 6)), until
     start, end = context["data_interval_start"], context["data_interval_end"]
     if start is None or end is None or start >= end:
         raise SettingsError(f"run has no usable data interval ({start} .. {end}); pass Param window_end")
@@ -39,7 +41,7 @@ class MeasureDriftOperator(BaseOperator):
     ui_color = "#fdf2e0"
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> WindowMeasurement:
         from autoretrain.monitoring.windows import measure_window
 
         start, end = window_of(context)
@@ -51,7 +53,7 @@ class DecideRetrainOperator(BaseOperator):
     """Retrain or not, with hysteresis over the latest windows; recorded on the window's row."""
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> RetrainDecision:
         from autoretrain.monitoring.windows import decide_window
 
         start, end = window_of(context)
@@ -106,15 +108,16 @@ class DriftAlertOperator(BaseOperator):
     ui_color = "#fdecea"
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> DeliveryRecord:
         from autoretrain.airflow.alerting import send_alert
         from autoretrain.alerts.messages import drift_alert, mlflow_run_url
         from autoretrain.monitoring.windows import read_window_row
 
         settings = settings_for(context)
         start, end = window_of(context)
-        row = read_window_row(settings, start=start, end=end) or {}
-        alert = drift_alert(model_name=settings.model_name, checks=row.get("report", {}).get("results", []),
+        row = read_window_row(settings, start=start, end=end)
+        alert = drift_alert(model_name=settings.model_name, checks=row["report"].get("results", []) if row else [],
                             run_id=context["run_id"], airflow_url=airflow_url(context),
-                            mlflow_url=mlflow_run_url(settings.resolved_tracking_uri(), row.get("mlflow_run_id")))
+                            mlflow_url=mlflow_run_url(settings.resolved_tracking_uri(),
+                                                      row["mlflow_run_id"] if row else None))
         return send_alert(alert, settings, context=context).as_dict()

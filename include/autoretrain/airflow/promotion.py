@@ -4,27 +4,31 @@
 it by task id (``decision_task_id``) rather than through an ``XComArg``, because an ``XComArg`` would
 make them direct downstreams of the branch, which skips every direct downstream it did not choose.
 Promotion, rejection and rollback each send their alert through
-:func:`autoretrain.airflow.alerting.send_alert` (which never fails the task).
+:func:`autoretrain.airflow.alerting.send_alert` (which never fails the task). What each task pushes
+and pulls is typed in :mod:`autoretrain.promotion.payloads`; templated inputs are annotated, like the
+training operators', with the payload Airflow renders into them before ``execute``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from airflow.sdk import BaseBranchOperator, BaseOperator, BaseSensorOperator, Context, PokeReturnValue
 
 from autoretrain.airflow.context import airflow_url, audit_ids, settings_for
 from autoretrain.airflow.errors import maps_errors
 from autoretrain.errors import AutoRetrainError
+from autoretrain.promotion import payloads
+from autoretrain.training.payloads import LoadedData, RegisteredVersion
 
 
 class MissingUpstream(AutoRetrainError):
     """A task ran without the XCom of the upstream task it reads (the DAG is wired wrong)."""
 
 
-def trigger_reason(context: Context) -> dict[str, Any]:
+def trigger_reason(context: Context) -> payloads.TriggerReason:
     """Why this run started: an Asset event, the monitoring DAG's drift path, or a person."""
     params = dict(context.get("params") or {})
     events = context.get("triggering_asset_events") or {}
@@ -32,7 +36,7 @@ def trigger_reason(context: Context) -> dict[str, Any]:
     if count:
         return {"source": "asset", "reason": f"{count} new labelled-data event(s)", "drift": None}
     drift = params.get("drift_reasons")
-    source = "drift" if drift else "manual"
+    source: Literal["drift", "manual"] = "drift" if drift else "manual"
     return {"source": source, "reason": str(params.get("reason") or source), "drift": drift}
 
 
@@ -40,14 +44,14 @@ def _pull(context: Context, task_id: str, key: str = "return_value") -> Any:
     return context["ti"].xcom_pull(task_ids=task_id, key=key)
 
 
-def _decision(context: Context, task_id: str) -> dict[str, Any]:
-    decision = _pull(context, task_id, "decision")
+def _decision(context: Context, task_id: str) -> payloads.Comparison:
+    decision: payloads.Comparison | None = _pull(context, task_id, "decision")
     if not decision:
         raise MissingUpstream(f"no comparison decision in XCom {task_id!r}/decision; did {task_id} run?")
-    return dict(decision)
+    return decision.copy()
 
 
-def _metrics(decision: Mapping[str, Any]) -> dict[str, Any]:
+def _metrics(decision: payloads.Comparison) -> dict[str, Any]:
     """The numbers worth keeping with an alias move (small: the audit row is read by people)."""
     numbers = decision.get("numbers") or {}
     keep = {k: numbers.get(k) for k in ("n", "n_positive", "improvement", "mcnemar", "bootstrap", "checks", "forced")}
@@ -83,8 +87,8 @@ class CompareOperator(BaseBranchOperator):
     def __init__(self, *, loaded: Any, registered: Any, dry_run_task_id: str, reject_task_id: str,
                  promote_task_id: str, canary_task_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.loaded = loaded
-        self.registered = registered
+        self.loaded: LoadedData = loaded
+        self.registered: RegisteredVersion = registered
         self.dry_run_task_id, self.reject_task_id = dry_run_task_id, reject_task_id
         self.promote_task_id, self.canary_task_id = promote_task_id, canary_task_id
 
@@ -120,7 +124,7 @@ class StartCanaryOperator(BaseOperator):
         self.decision_task_id = decision_task_id
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> payloads.CanaryStart:
         from autoretrain.promotion.rollout import start_canary
 
         decision = _decision(context, self.decision_task_id)
@@ -143,11 +147,12 @@ class CanarySensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         from autoretrain.promotion.rollout import canary_status
 
-        canary = _pull(context, self.start_task_id)
+        canary: payloads.CanaryStart | None = _pull(context, self.start_task_id)
         if not canary:
             raise MissingUpstream(f"no canary description in XCom of {self.start_task_id!r}")
         verdict = canary_status(settings_for(context), canary=canary)
-        return PokeReturnValue(is_done=verdict["status"] != "wait", xcom_value={**verdict, "canary": canary})
+        outcome: payloads.CanaryOutcome = {**verdict, "canary": canary}
+        return PokeReturnValue(is_done=verdict["status"] != "wait", xcom_value=outcome)
 
 
 class CanaryBranchOperator(BaseBranchOperator):
@@ -159,10 +164,10 @@ class CanaryBranchOperator(BaseBranchOperator):
 
     @maps_errors
     def choose_branch(self, context: Context) -> str:
-        verdict = _pull(context, self.canary_task_id) or {}
-        for reason in verdict.get("reasons", []):
+        verdict: payloads.CanaryOutcome | None = _pull(context, self.canary_task_id)
+        for reason in verdict.get("reasons", []) if verdict else []:
             self.log.info("canary: %s", reason)
-        return self.passed_task_id if verdict.get("status") == "pass" else self.failed_task_id
+        return self.passed_task_id if verdict and verdict.get("status") == "pass" else self.failed_task_id
 
 
 class PromoteOperator(BaseOperator):
@@ -176,13 +181,14 @@ class PromoteOperator(BaseOperator):
                                                                              trigger_task_id)
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> payloads.Promotion:
         from autoretrain.promotion.rollout import promote_challenger
 
         decision = _decision(context, self.decision_task_id)
-        canary = _pull(context, self.canary_task_id)
-        trigger = _pull(context, self.trigger_task_id) or {}
-        reasons = [f"trigger ({trigger.get('source', '?')}): {trigger.get('reason', '?')}", *decision["reasons"]]
+        canary: payloads.CanaryOutcome | None = _pull(context, self.canary_task_id)
+        trigger: payloads.TriggerReason | None = _pull(context, self.trigger_task_id)
+        source, why = (trigger.get("source", "?"), trigger.get("reason", "?")) if trigger else ("?", "?")
+        reasons = [f"trigger ({source}): {why}", *decision["reasons"]]
         if canary:
             reasons += [f"canary: {r}" for r in canary.get("reasons", [])]
         metrics = {**_metrics(decision), **({"canary": canary.get("numbers")} if canary else {})}
@@ -203,7 +209,7 @@ class RejectOperator(BaseOperator):
         self.decision_task_id = decision_task_id
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> payloads.Rejection:
         decision = _decision(context, self.decision_task_id)
         _alert("rejection", context, version=decision["version"], champion_version=decision["champion_version"],
                reasons=decision["reasons"])
@@ -221,14 +227,16 @@ class WithdrawOperator(BaseOperator):
         self.decision_task_id, self.canary_task_id = decision_task_id, canary_task_id
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> payloads.Withdrawal:
         from autoretrain.promotion.rollout import withdraw_challenger
 
         decision = _decision(context, self.decision_task_id)
-        verdict = _pull(context, self.canary_task_id) or {}
-        reasons = [f"canary: {r}" for r in verdict.get("reasons", ["no verdict"])]
+        verdict: payloads.CanaryOutcome | None = _pull(context, self.canary_task_id)
+        said = verdict.get("reasons", ["no verdict"]) if verdict else ["no verdict"]
+        reasons = [f"canary: {r}" for r in said]
         result = withdraw_challenger(settings_for(context), version=decision["version"], reasons=reasons,
-                                     metrics={"canary": verdict.get("numbers")}, **audit_ids(context))
+                                     metrics={"canary": verdict.get("numbers") if verdict else None},
+                                     **audit_ids(context))
         _alert("rollback", context, from_version=decision["version"], to_version=result["champion_version"],
                reason=f"canary of version {decision['version']} failed: {reasons[-1]}")
         return result
@@ -240,7 +248,7 @@ class RollbackOperator(BaseOperator):
     ui_color = "#fdecea"
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> payloads.Rollback:
         from autoretrain.promotion.rollout import rollback
 
         params = context.get("params") or {}

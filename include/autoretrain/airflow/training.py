@@ -2,23 +2,38 @@
 
 Each ``execute`` resolves the settings (file + environment + this run's Params), calls one function
 of :mod:`autoretrain.training.steps`, and returns its JSON-able result as the XCom. Inputs from upstream
-tasks arrive through templated fields (pass ``other_task.output``).
+tasks arrive through templated fields (pass ``other_task.output``): the constructor takes them as
+``Any`` (an ``XComArg`` when the DAG is parsed) and the attribute is annotated with the payload of
+:mod:`autoretrain.training.payloads` that Airflow renders into it before ``execute``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseBranchOperator, BaseOperator, Context, task
 
 from autoretrain.airflow.context import audit_ids, run_time, settings_for
 from autoretrain.airflow.errors import maps_errors
 from autoretrain.errors import AutoRetrainError
+from autoretrain.training.payloads import (
+    AliasAssignment,
+    FamilyResult,
+    GateVerdict,
+    HoldoutMetrics,
+    LoadedData,
+    RegisteredVersion,
+    SelectedModel,
+    ValidatedData,
+)
+
+if TYPE_CHECKING:
+    from autoretrain.training.steps import RunKey
 
 
-def run_key(context: Context) -> Any:
+def run_key(context: Context) -> RunKey:
     """The (dag_id, run_id) key that makes every step of this run idempotent."""
     from autoretrain.training.steps import RunKey
 
@@ -29,7 +44,7 @@ class NoFamilies(AutoRetrainError):
     """The run's Param ``families`` is an empty list."""
 
 
-def resolve_families(context: Context) -> list[str]:
+def resolve_families(context: Mapping[str, Any]) -> list[str]:
     """The model families of this run (Param ``families``); an empty list fails the run."""
     families = list(settings_for(context).families)
     if not families:
@@ -51,7 +66,7 @@ class LoadDataOperator(BaseOperator):
         self.with_feedback = with_feedback
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> LoadedData:
         from autoretrain.data.sources import DataSourceError, redact_uri
         from autoretrain.data.validation import DataValidationError, unreadable_report
         from autoretrain.training.steps import load_data
@@ -73,10 +88,10 @@ class ValidateDataOperator(BaseOperator):
 
     def __init__(self, *, loaded: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.loaded = loaded
+        self.loaded: LoadedData = loaded
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> ValidatedData:
         from autoretrain.training.steps import validate_data
 
         # a failed check raises DataValidationError: the failure callback sends the validation_failed alert
@@ -91,11 +106,11 @@ class TrainFamilyOperator(BaseOperator):
 
     def __init__(self, *, loaded: Any, family: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.loaded = loaded
+        self.loaded: LoadedData = loaded
         self.family = family
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> FamilyResult:
         from autoretrain.training.steps import train_family
 
         return train_family(settings_for(context), parent_run_id=self.loaded["parent_run_id"],
@@ -109,11 +124,11 @@ class SelectModelOperator(BaseOperator):
 
     def __init__(self, *, loaded: Any, results: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.loaded = loaded
-        self.results = results
+        self.loaded: LoadedData = loaded
+        self.results: Sequence[FamilyResult | None] = results  # the mapped train tasks' XComs (None: skipped)
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> SelectedModel:
         from autoretrain.training.steps import select_model
 
         return select_model(settings_for(context), parent_run_id=self.loaded["parent_run_id"],
@@ -127,11 +142,11 @@ class EvaluateModelOperator(BaseOperator):
 
     def __init__(self, *, loaded: Any, selected: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.loaded = loaded
-        self.selected = selected
+        self.loaded: LoadedData = loaded
+        self.selected: SelectedModel = selected
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> HoldoutMetrics:
         from autoretrain.training.steps import evaluate_model
 
         return evaluate_model(settings_for(context), parent_run_id=self.loaded["parent_run_id"],
@@ -146,12 +161,12 @@ class RegisterModelOperator(BaseOperator):
 
     def __init__(self, *, loaded: Any, selected: Any, metrics: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.loaded = loaded
-        self.selected = selected
-        self.metrics = metrics
+        self.loaded: LoadedData = loaded
+        self.selected: SelectedModel = selected
+        self.metrics: HoldoutMetrics = metrics
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> RegisteredVersion:
         from autoretrain.training.steps import register_model
 
         return register_model(settings_for(context), parent_run_id=self.loaded["parent_run_id"],
@@ -169,8 +184,8 @@ class GateBranchOperator(BaseBranchOperator):
     def __init__(self, *, registered: Any, metrics: Any, passed_task_id: str, failed_task_id: str,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.registered = registered
-        self.metrics = metrics
+        self.registered: RegisteredVersion = registered
+        self.metrics: HoldoutMetrics = metrics
         self.passed_task_id = passed_task_id
         self.failed_task_id = failed_task_id
 
@@ -191,10 +206,10 @@ class AssignAliasOperator(BaseOperator):
 
     def __init__(self, *, registered: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.registered = registered
+        self.registered: RegisteredVersion = registered
 
     @maps_errors
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> AliasAssignment:
         from autoretrain.training.steps import assign_alias
 
         settings = settings_for(context)
@@ -208,8 +223,8 @@ class ReportGateFailureOperator(BaseOperator):
 
     def __init__(self, *, registered: Any, gate: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.registered = registered
-        self.gate = gate
+        self.registered: RegisteredVersion = registered
+        self.gate: GateVerdict = gate
 
     @maps_errors
     def execute(self, context: Context) -> str:

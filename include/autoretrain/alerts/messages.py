@@ -49,7 +49,7 @@ def airflow_run_url(base_url: str, dag_id: str, run_id: str) -> str:
     return f"{base_url.rstrip('/')}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
 
 
-def mlflow_run_url(tracking_uri: str, run_id: str) -> str | None:
+def mlflow_run_url(tracking_uri: str, run_id: str | None) -> str | None:
     """The MLflow UI page of a run, when the tracking URI is an MLflow server (else None)."""
     if not tracking_uri.startswith(("http://", "https://")) or not run_id:
         return None

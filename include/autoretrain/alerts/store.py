@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 
@@ -20,7 +20,10 @@ from autoretrain.db.schema import alert_log
 
 log = logging.getLogger(__name__)
 
-SENT, LOGGED, FAILED, SUPPRESSED = "sent", "logged", "failed", "suppressed"
+SENT: Final = "sent"
+LOGGED: Final = "logged"
+FAILED: Final = "failed"
+SUPPRESSED: Final = "suppressed"
 STATUSES = (SENT, LOGGED, FAILED, SUPPRESSED)
 #: statuses that count as "people were told" for the cool-down (a failed send is retried next time)
 DELIVERED = (SENT, LOGGED)
@@ -75,7 +78,10 @@ class AlertStore:
                   "channel": channel, "title": title[:500], "message": message, "error": error,
                   "dag_id": dag_id, "run_id": run_id, "task_id": task_id}
         with self.engine.begin() as conn:
-            return int(conn.execute(alert_log.insert().values(**values)).inserted_primary_key[0])
+            key = conn.execute(alert_log.insert().values(**values)).inserted_primary_key
+        if key is None:  # SQLAlchemy returns None only for a statement that is not an INSERT
+            raise RuntimeError("the alert_log insert returned no primary key")
+        return int(key[0])
 
     def last_delivered(self, dedup_key: str) -> datetime | None:
         """When an alert with ``dedup_key`` was last sent or logged (None: never)."""

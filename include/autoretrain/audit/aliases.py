@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from autoretrain.config import Settings
 from autoretrain.db.engine import database_url
@@ -114,7 +114,7 @@ def history(engine: Engine, model_name: str, *, alias: str | None = None, limit:
         return [_record(r) for r in conn.execute(query).mappings()]
 
 
-def _record(row: Mapping[str, Any]) -> AuditRecord:
+def _record(row: RowMapping) -> AuditRecord:
     created = row["created_at"]
     created = created.replace(tzinfo=UTC) if created.tzinfo is None else created.astimezone(UTC)
     return AuditRecord(**{**dict(row), "created_at": created, "reasons": json.loads(row["reasons"]),

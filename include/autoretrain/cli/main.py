@@ -46,7 +46,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          promote=False if args.no_promote else None)
     key = RunKey(dag_id="cli", run_id=args.run_id or time.strftime("cli__%Y-%m-%dT%H:%M:%S"))
     result = run_training(settings, key)
-    summary = {k: result[k] for k in ("selected", "alias", "seconds")}
+    summary: dict[str, Any] = {"selected": result["selected"], "alias": result["alias"], "seconds": result["seconds"]}
     summary["version"] = result["registered"]["version"]
     summary["holdout"] = {k: round(result["holdout"][k], 4)
                           for k in ("accuracy", "f1", "mcc", "fpr", "ece", "roc_auc", "pr_auc", "brier")}
@@ -82,10 +82,12 @@ def cmd_drift(args: argparse.Namespace) -> int:
     from autoretrain import registry, tracking
     from autoretrain.data.sources import DataSourceError, read_bytes
     from autoretrain.monitoring.drift import Sample, run_checks
+    from autoretrain.monitoring.payloads import DriftReportRecord
     from autoretrain.monitoring.windows import adhoc_drift, load_champion
 
     settings = _settings(args)
     texts, labels = _messages(read_bytes(args.current).decode("utf-8", errors="replace"), settings.labels)
+    report: DriftReportRecord
     if args.reference is None and args.model is None:
         report = adhoc_drift(settings, load_champion(settings, tracking.client_for(settings)), texts, labels)
     else:

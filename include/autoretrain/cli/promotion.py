@@ -29,6 +29,7 @@ from typing import Any
 from autoretrain import lineage
 from autoretrain.config import Settings, load_settings
 from autoretrain.errors import EXIT_CHECK_FAILED
+from autoretrain.promotion.payloads import AuditIds
 from autoretrain.registry import RegistryError
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         {"tracking_uri": getattr(args, "tracking_uri", None), "model_name": getattr(args, "model_name", None)})
 
 
-def _ids(args: argparse.Namespace, command: str) -> dict[str, str]:
+def _ids(args: argparse.Namespace, command: str) -> AuditIds:
     run_id = args.run_id or time.strftime(f"cli/{command}__%Y-%m-%dT%H:%M:%S")
     return {"run_id": run_id, "actor": f"cli:{getpass.getuser()}@{socket.gethostname()}"}
 
@@ -87,8 +88,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
         raise NotTrainedHere(f"version {ref.version} has no {lineage.PARENT_RUN_ID} tag: it was not trained by "
                              "AutoRetrain, so there is no hold-out to compare on")
     decision = rollout.compare_challenger(settings, parent_run_id=parent, registered=ref.as_dict(), force=args.force)
-    result: dict[str, Any] = {"decision": {k: decision[k] for k in ("promote", "reasons", "version",
-                                                                       "champion_version")}}
+    result: dict[str, Any] = {"decision": {"promote": decision["promote"], "reasons": decision["reasons"],
+                                           "version": decision["version"],
+                                           "champion_version": decision["champion_version"]}}
     if decision["promote"] and not args.dry_run:
         reasons = [f"cli: {args.reason}", *decision["reasons"]]
         result["promotion"] = rollout.promote_challenger(settings, version=ref.version, reasons=reasons,

@@ -11,10 +11,11 @@ one, and the champion never trained on any message in today's hold-out either.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import pandas as pd
 
+from autoretrain.data.payloads import FeedbackSummary
 from autoretrain.data.prepare import deduplicate, normalize_text
 
 ORIGIN_BASE, ORIGIN_FEEDBACK = "base", "feedback"
@@ -31,8 +32,11 @@ class FeedbackReport:
     rows_train: int
     rows_test: int
 
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def as_dict(self) -> FeedbackSummary:
+        return {"rows_in": self.rows_in, "already_in_base": self.already_in_base,
+                "duplicates_dropped": self.duplicates_dropped,
+                "conflicting_texts_dropped": self.conflicting_texts_dropped, "rows_train": self.rows_train,
+                "rows_test": self.rows_test}
 
 
 def holdout_side(text: str, *, test_size: float, salt: str) -> bool:

@@ -14,12 +14,12 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import pandas as pd
 
 from autoretrain.config import Settings
 from autoretrain.data.feedback import FeedbackLoader, empty_feedback, load_feedback
+from autoretrain.data.payloads import CheckSummary, DatasetSummary
 from autoretrain.data.pii import redact
 from autoretrain.data.snapshots import ArtifactStore, Snapshot, write_snapshot
 from autoretrain.data.sources import DataSourceError, frame_digest, read_dataset, redact_uri
@@ -67,7 +67,7 @@ class DatasetValidation:
             out += [_prefixed(c) for c in self.feedback.failures]
         return out
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> DatasetSummary:
         """JSON-able result (the XCom and ``report.json``)."""
         return {"source": self.source, "passed": self.passed, "digest": self.digest,
                 "rows": {"source": self.source_rows, "feedback": self.feedback_rows,
@@ -84,7 +84,7 @@ def _prefixed(check: CheckResult) -> CheckResult:
                        check.blocking)
 
 
-def _check_dict(check: CheckResult) -> dict[str, Any]:
+def _check_dict(check: CheckResult) -> CheckSummary:
     return {"name": check.name, "score": check.score, "threshold": check.threshold,
             "details": redact(check.details), "blocking": check.blocking}
 
@@ -120,13 +120,13 @@ def validate_dataset(settings: Settings, *, now: datetime, source_uri: str | Non
                              source_rows=len(source), feedback_rows=len(feedback))
 
 
-def snapshot_validated(store: ArtifactStore, result: DatasetValidation, *, expected_digest: str) -> Snapshot:
+def snapshot_validated(store: ArtifactStore, result: DatasetValidation, *, expected_digest: str | None) -> Snapshot:
     """Store the validated rows, after checking they are the rows the checks saw (same digest)."""
     if not result.passed or result.frame is None:
         raise SnapshotRefused(f"dataset {result.source} did not pass validation; nothing to snapshot")
     if result.digest != expected_digest:
         raise SnapshotRefused(f"dataset {result.source} changed since it was validated (digest "
-                         f"{expected_digest[:12]} -> {str(result.digest)[:12]}); the next run validates it")
+                         f"{str(expected_digest)[:12]} -> {str(result.digest)[:12]}); the next run validates it")
     return write_snapshot(store, result.frame, source=result.source, now=result.now)
 
 
@@ -134,8 +134,8 @@ def snapshot_validated(store: ArtifactStore, result: DatasetValidation, *, expec
 def render_json(result: DatasetValidation) -> str:
     """The full report as JSON (details redacted)."""
     summary = result.summary()
-    for report in summary["reports"].values():
-        for check in (report or {}).get("checks", []):
+    for report in (summary["reports"]["dataset"], summary["reports"]["feedback"]):
+        for check in report["checks"] if report else []:
             check["details"] = redact(check["details"])
     return json.dumps(summary, indent=2, sort_keys=False)
 

@@ -17,8 +17,9 @@ PHONE_TOKEN = "[PHONE]"
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # a digit run with at most one space or hyphen between digits (SMS glue numbers to words: "Call0906...");
-# never part of a decimal number ("p=0.0001234567", "score 1234567.5"): those are figures, not phones
-_DIGITS = re.compile(r"(?<![\d+])(?<!\d[.,])\+?\d(?:[ -]?\d){6,18}(?!\d)(?![.,]\d)")
+# never the fraction of a decimal number ("p=0.0001234567"): a figure, not a phone (SMS glue phone numbers
+# to prices, "087187262701.50gbp", so a run before a decimal point still counts)
+_DIGITS = re.compile(r"(?<![\d+])(?<!\d[.,])\+?\d(?:[ -]?\d){6,18}(?!\d)")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")  # "2026-01-04 18" is a time stamp, not a phone
 CARD_DIGITS = (13, 19)
 PHONE_DIGITS = (7, 15)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from autoretrain.data.payloads import DedupSummary
+
 log = logging.getLogger(__name__)
 
 
@@ -25,7 +27,7 @@ class DedupReport:
     duplicates_dropped: int
     conflicting_texts_dropped: int
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> DedupSummary:
         return {"rows_in": self.rows_in, "rows_out": self.rows_out,
                 "duplicates_dropped": self.duplicates_dropped,
                 "conflicting_texts_dropped": self.conflicting_texts_dropped}

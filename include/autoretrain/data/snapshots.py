@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from autoretrain.config import Settings
+from autoretrain.data.payloads import SnapshotRecord
 from autoretrain.data.sources import frame_digest, redact_uri
 from autoretrain.errors import TransientError
 
@@ -159,8 +160,9 @@ class Snapshot:
     uri: str
     created: bool  # False: the same content was already stored
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def as_dict(self) -> SnapshotRecord:
+        return {"digest": self.digest, "rows": self.rows, "label_counts": dict(self.label_counts),
+                "source": self.source, "first_seen": self.first_seen, "uri": self.uri, "created": self.created}
 
 
 def snapshot_bytes(frame: pd.DataFrame) -> bytes:

@@ -36,13 +36,13 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import pandas as pd
 
 from autoretrain.config import Settings
+from autoretrain.data.payloads import CheckRecord, ValidationReportRecord
 from autoretrain.data.pii import PiiCounts, find_pii, redact
 from autoretrain.data.prepare import deduplicate, normalize_text, shared_texts, split
 from autoretrain.errors import EXIT_CHECK_FAILED, AutoRetrainError
@@ -92,6 +92,10 @@ class CheckResult:
         limits = f"score {self.score:.4g}, limit {self.threshold:.4g}"
         return f"{self.name} {self.verdict}: {self.details} ({limits})"
 
+    def as_dict(self) -> CheckRecord:
+        return {"name": self.name, "score": self.score, "threshold": self.threshold, "passed": self.passed,
+                "details": self.details, "blocking": self.blocking}
+
 
 @dataclass(frozen=True)
 class ValidationReport:
@@ -116,8 +120,8 @@ class ValidationReport:
         if self.failures:
             raise DataValidationError(self)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+    def as_dict(self) -> ValidationReportRecord:
+        return {"source": self.source, "passed": self.passed, "checks": [c.as_dict() for c in self.checks]}
 
 
 Check = Callable[[pd.DataFrame, Settings], CheckResult]

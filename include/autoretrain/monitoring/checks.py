@@ -7,7 +7,6 @@ turns that into a :class:`~autoretrain.monitoring.drift.DriftResult` with the ef
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,7 @@ from autoretrain.monitoring.reference import (
     hashed_features,
     tfidf_rows,
 )
-from autoretrain.monitoring.registry import register_check
+from autoretrain.monitoring.registry import Measure, register_check
 from autoretrain.training.evaluation import ECE_BINS
 
 Measured = tuple[float, float, dict[str, Any]]
@@ -68,11 +67,12 @@ def _emerging_terms(ref: Reference, win: WindowStats, ctx: CheckContext) -> Meas
     p_values = stats.binom.sf(df_w[tested] - 1, df_w[tested] + df_r[tested], n / (n + big_n))
     n_candidates = max(int(np.count_nonzero(df_w >= EMERGING["min_count"])), 1)
     emerging = tested[p_values < ctx.alpha / n_candidates]  # Bonferroni over the tokens that could be
-    holding = np.asarray(win.tokens.counts[:, emerging].sum(axis=1)).ravel() > 0 if len(emerging) else []
+    holding: np.ndarray | list[bool] = (np.asarray(win.tokens.counts[:, emerging].sum(axis=1)).ravel() > 0
+                                        if len(emerging) else [])
     score = float(np.mean(holding)) if len(emerging) else 0.0
     wanted = set(emerging.tolist())
     words = {t: i for t, i in win.ids.items() if i in wanted}
-    top = sorted(words.items(), key=lambda kv: (-df_w[kv[1]], kv[0]))[:EMERGING["top"]]
+    top = sorted(words.items(), key=lambda kv: (-df_w[kv[1]], kv[0]))[:int(EMERGING["top"])]
     terms = [{"term": t, "window_count": int(df_w[i]), "window_share": round(float(share[i]), 6),
               "reference_count": int(df_r[i]), "lift": round(float(share[i] / null_share[i]), 2),
               "new": bool(i >= ref.n_model)} for t, i in top]
@@ -139,12 +139,13 @@ def _text_length_psi(ref: Reference, win: WindowStats, ctx: CheckContext) -> Mea
                 description="largest PSI of the per-message share of digits, capitals, punctuation, "
                             "currency signs and non-ASCII characters")
 def _character_class_psi(ref: Reference, win: WindowStats, ctx: CheckContext) -> Measured:
-    per_class, floors = {}, {}
+    per_class: dict[str, float] = {}
+    floors: dict[str, float] = {}
     for name in ts.CHAR_CLASSES:
         value, n_bins = ts.psi(ref.chars[name], win.chars[name], weights=win.weights)
         per_class[name] = round(value, 6)
         floors[name] = ts.psi_noise_floor(ref.n, len(win.distinct), n_bins, alpha=ctx.alpha / len(ts.CHAR_CLASSES))
-    worst = max(per_class, key=per_class.get)
+    worst = max(per_class, key=per_class.__getitem__)
     means = {name: round(float(win.chars[name] @ win.weights / win.weights.sum()), 6) for name in ts.CHAR_CLASSES}
     return per_class[worst], floors[worst], {"worst_class": worst, "psi": per_class, "window_mean_share": means}
 
@@ -173,27 +174,37 @@ def _domain_classifier(ref: Reference, win: WindowStats, ctx: CheckContext) -> M
 
 
 # ------------------------------------------------------------------------------ prediction checks
+def _scores(ref: Reference, win: WindowStats) -> tuple[np.ndarray, np.ndarray]:
+    """P(positive) of the reference and the window (run_checks runs a ``needs="proba"`` check only with both)."""
+    if ref.proba is None or win.proba is None:
+        raise ValueError("a prediction check needs probabilities of the reference and of the window")
+    return ref.proba, win.proba
+
+
 @register_check("prediction_psi", default_threshold=DRIFT_THRESHOLD, needs="proba", psi_scale=True,
                 description="PSI of P(positive) over reference-decile bins")
 def _prediction_psi(ref: Reference, win: WindowStats, ctx: CheckContext) -> Measured:
-    value, n_bins = ts.psi(ref.proba, win.proba)
-    return value, ts.psi_noise_floor(len(ref.proba), len(win.proba), n_bins, alpha=ctx.alpha), {"bins": n_bins}
+    ref_p, win_p = _scores(ref, win)
+    value, n_bins = ts.psi(ref_p, win_p)
+    return value, ts.psi_noise_floor(len(ref_p), len(win_p), n_bins, alpha=ctx.alpha), {"bins": n_bins}
 
 
 @register_check("prediction_ks", default_threshold=0.1, needs="proba",
                 description="two-sample Kolmogorov-Smirnov statistic D of P(positive)")
 def _prediction_ks(ref: Reference, win: WindowStats, ctx: CheckContext) -> Measured:
-    result = stats.ks_2samp(ref.proba, win.proba, method="asymp")
-    return float(result.statistic), ts.ks_critical_value(len(ref.proba), len(win.proba), alpha=ctx.alpha), {
+    ref_p, win_p = _scores(ref, win)
+    result = stats.ks_2samp(ref_p, win_p, method="asymp")
+    return float(result.statistic), ts.ks_critical_value(len(ref_p), len(win_p), alpha=ctx.alpha), {
         "p_value": float(result.pvalue)}
 
 
 @register_check("positive_rate", default_threshold=0.1, needs="proba",
                 description="absolute change of the predicted positive rate (at the decision threshold)")
 def _positive_rate(ref: Reference, win: WindowStats, ctx: CheckContext) -> Measured:
-    r = float(np.mean(ref.proba >= ref.decision_threshold))
-    w = float(np.mean(win.proba >= ref.decision_threshold))
-    m, n = len(ref.proba), len(win.proba)
+    ref_p, win_p = _scores(ref, win)
+    r = float(np.mean(ref_p >= ref.decision_threshold))
+    w = float(np.mean(win_p >= ref.decision_threshold))
+    m, n = len(ref_p), len(win_p)
     pooled = (r * m + w * n) / (m + n)
     floor = ctx.z * np.sqrt(pooled * (1 - pooled) * (1 / m + 1 / n))
     return abs(w - r), float(floor), {"window_rate": round(w, 6), "reference_rate": round(r, 6),
@@ -202,13 +213,15 @@ def _positive_rate(ref: Reference, win: WindowStats, ctx: CheckContext) -> Measu
 
 # ------------------------------------------------------------------------------ feedback checks
 def _labelled(win: WindowStats) -> tuple[np.ndarray, np.ndarray]:
+    if win.labels is None or win.proba is None:  # run_checks runs a ``needs="labels"`` check only with both
+        raise ValueError("a feedback check needs the window's labels and probabilities")
     mask = win.labels >= 0
     return win.labels[mask], win.proba[mask]
 
 
 def _null_metrics(ref: Reference, n: int, ctx: CheckContext) -> dict[str, np.ndarray] | None:
     """Accuracy, F1 and ECE of NULL_ROUNDS bootstrap samples of n reference (label, proba) pairs."""
-    if ref.labels is None:
+    if ref.labels is None or ref.proba is None:  # the reference's labels are aligned with its proba
         return None
     idx = ctx.rng.integers(0, len(ref.labels), size=(NULL_ROUNDS, n))
     return _batch_metrics(ref.labels[idx], ref.proba[idx], ref.decision_threshold)
@@ -229,7 +242,7 @@ def _batch_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, 
             "ece": gap.reshape(rounds, ECE_BINS).sum(axis=1) / n}
 
 
-def _feedback(metric: str, *, worse_when_higher: bool) -> Callable:
+def _feedback(metric: str, *, worse_when_higher: bool) -> Measure:
     """A check of ``metric`` on the labelled messages against the reference's evaluation.
 
     The noise floor comes from the same metric on bootstrap samples of the reference's (label,
@@ -241,11 +254,13 @@ def _feedback(metric: str, *, worse_when_higher: bool) -> Callable:
         y, p = _labelled(win)
         n = len(y)
         value = float(_batch_metrics(y[None, :], p[None, :], ref.decision_threshold)[metric][0])
+        if ref.metrics is None:  # run_checks runs a ``needs="labels"`` check only with a baseline
+            raise ValueError("a feedback check needs the reference's baseline evaluation")
         base = float(ref.metrics[metric])
         sign = 1 if worse_when_higher else -1
         simulated = min(n, NULL_LABELS)
         null = _null_metrics(ref, simulated, ctx)
-        if null is None:  # only baseline metrics, no pairs: a binomial floor for accuracy, none otherwise
+        if null is None or ref.labels is None:  # only baseline metrics, no pairs: binomial floor for accuracy
             floor = ctx.z * np.sqrt(base * (1 - base) / n) if metric == "accuracy" else 0.0
         else:
             scale = simulated / n

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from autoretrain.monitoring.drift import DriftReport
+from autoretrain.monitoring.payloads import RetrainDecision
 
 #: what a window's outcome can be read from: a report, its ``as_dict()``, a breach flag, or nothing
 WindowOutcome = DriftReport | Mapping[str, Any] | bool | None
@@ -22,7 +23,7 @@ class Decision:
     reasons: list[str]
     streak: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> RetrainDecision:
         return {"retrain": self.retrain, "reasons": list(self.reasons), "streak": self.streak}
 
 

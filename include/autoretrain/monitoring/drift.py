@@ -23,6 +23,7 @@ import numpy as np
 from scipy import stats
 
 from autoretrain.monitoring import checks as _checks  # noqa: F401 - importing it registers every check
+from autoretrain.monitoring.payloads import DriftReportRecord, DriftResultRecord
 from autoretrain.monitoring.reference import (
     ALPHA,
     MIN_LABELS,
@@ -51,7 +52,7 @@ class DriftResult:
     drifted: bool
     details: dict[str, Any] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> DriftResultRecord:
         """Plain JSON-able values (for MLflow, the metrics table, Slack)."""
         return {"name": self.name, "score": self.score, "threshold": self.threshold,
                 "drifted": self.drifted, "details": json_safe(self.details)}
@@ -78,7 +79,7 @@ class DriftReport:
         """The result of check ``name``, if it ran."""
         return next((r for r in self.results if r.name == name), None)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> DriftReportRecord:
         """Plain JSON-able values."""
         return {"drifted": self.drifted, "insufficient_data": self.insufficient_data,
                 "n_window": self.n_window, "n_reference": self.n_reference, "n_labelled": self.n_labelled,

@@ -188,7 +188,7 @@ class WindowStats:
         self.text_rows = len(texts) if text_rows is None else min(text_rows, len(texts))
 
     @cached_property
-    def _distinct_counts(self) -> Counter:
+    def _distinct_counts(self) -> Counter[str]:
         if self.text_rows >= len(self.texts):
             return Counter(str(t) for t in self.texts)
         rows = np.sort(self.rng.choice(len(self.texts), size=self.text_rows, replace=False))

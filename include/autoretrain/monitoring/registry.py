@@ -13,6 +13,9 @@ from typing import Any
 
 from autoretrain.monitoring.reference import CheckContext, Reference, WindowStats
 
+#: a check's measurement: ``(reference, window, ctx) -> (score, noise_floor, details)``
+Measure = Callable[[Reference, WindowStats, CheckContext], tuple[float, float, dict[str, Any]]]
+
 
 @dataclass(frozen=True)
 class Check:
@@ -25,7 +28,7 @@ class Check:
     default_threshold: float
     needs: str  # "texts" | "proba" | "labels"
     description: str
-    measure: Callable[[Reference, WindowStats, CheckContext], tuple[float, float, dict[str, Any]]]
+    measure: Measure
     psi_scale: bool = False  # its default follows Settings.drift_threshold
 
 
@@ -33,9 +36,9 @@ CHECKS: dict[str, Check] = {}
 
 
 def register_check(name: str, *, default_threshold: float, needs: str, description: str,
-                   psi_scale: bool = False) -> Callable:
+                   psi_scale: bool = False) -> Callable[[Measure], Measure]:
     """Decorator: register ``measure`` as the check ``name`` with its declared default threshold."""
-    def wrap(measure: Callable) -> Callable:
+    def wrap(measure: Measure) -> Measure:
         CHECKS[name] = Check(name, default_threshold, needs, description, measure, psi_scale)
         return measure
     return wrap

@@ -7,7 +7,7 @@ regex passes and sparse-matrix operations, not a Python loop per message.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +26,7 @@ _EPS = 1e-4
 SENTINEL = "zqxsentinelxqz"  # joins the messages of a chunk; holds id 0 in every TokenIds
 
 
-class TokenIds(dict):
+class TokenIds(dict[str, int]):
     """token -> column id; unseen tokens get the next id (so ids are stable across batches).
 
     Id 0 is reserved for the sentinel that separates messages during tokenization.
@@ -191,8 +191,8 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(a & b) / union) if union else 1.0
 
 
-def permutation_null(pooled: sp.csr_matrix, n_current: int, statistic, *, rounds: int,
-                     rng: np.random.Generator) -> np.ndarray:
+def permutation_null(pooled: sp.csr_matrix, n_current: int, statistic: Callable[[np.ndarray, np.ndarray], float],
+                     *, rounds: int, rng: np.random.Generator) -> np.ndarray:
     """The statistic over ``rounds`` random splits of the pooled rows into (rest, n_current).
 
     ``statistic(sum_of_first_group, sum_of_second_group)`` receives the column sums of each group,

@@ -7,6 +7,7 @@ HTML report to the MLflow monitoring experiment, and upserts one row per (model,
 ``drift_windows``. ``decide_window`` applies :func:`autoretrain.monitoring.drift.decide_retrain` over the
 latest windows (hysteresis) and records the decision on the same row, where the ``DriftSensor``
 of the monitoring DAG reads it. Re-running a window replaces its row: every step is idempotent.
+What the steps return is typed in :mod:`autoretrain.monitoring.payloads`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ from autoretrain.config import Settings
 from autoretrain.db.engine import database_url
 from autoretrain.db.migrate import checked_engine
 from autoretrain.db.schema import drift_windows, feedback, predictions
+from autoretrain.monitoring.payloads import (
+    AdhocDrift,
+    DriftReportRecord,
+    MeasuredWindow,
+    RetrainDecision,
+    UnmonitoredWindow,
+    WindowMeasurement,
+    WindowRow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +103,7 @@ def load_champion(settings: Settings, client: Any) -> Champion:
 
 
 def adhoc_drift(settings: Settings, champion: Champion, texts: list[str],
-                labels: list[str | None] | None = None) -> dict[str, Any]:
+                labels: list[str | None] | None = None) -> AdhocDrift:
     """The same checks and JSON as a monitored window, for a posted or given batch of messages."""
     from autoretrain.monitoring.drift import Sample, run_checks
 
@@ -104,7 +114,7 @@ def adhoc_drift(settings: Settings, champion: Champion, texts: list[str],
             "n_labelled": sum(label is not None for label in labels or []), **report.as_dict()}
 
 
-def measure_window(settings: Settings, *, start: datetime, end: datetime) -> dict[str, Any]:
+def measure_window(settings: Settings, *, start: datetime, end: datetime) -> WindowMeasurement:
     """Drift checks of one window, logged to MLflow and upserted into ``drift_windows``."""
     from autoretrain import registry, tracking
     from autoretrain.monitoring.drift import Sample, run_checks
@@ -112,12 +122,13 @@ def measure_window(settings: Settings, *, start: datetime, end: datetime) -> dic
     client = tracking.client_for(settings)
     if registry.alias_version(client, settings.model_name, registry.CHAMPION) is None:
         log.warning("no champion for %s yet: nothing to monitor", settings.model_name)
-        summary = {"status": "no champion", "insufficient_data": True, "drifted": False, "results": []}
+        unmonitored: UnmonitoredWindow = {"status": "no champion", "insufficient_data": True, "drifted": False,
+                                          "results": []}
         engine = engine_for(settings)  # the window still gets its row, so its decision can be recorded
-        _upsert(engine, settings=settings, window=Window(start, end, [], [], []), version=None, report=summary,
-                run_id=None)
+        _upsert(engine, settings=settings, window=Window(start, end, [], [], []), version=None,
+                report=unmonitored, run_id=None)
         engine.dispose()
-        return summary
+        return unmonitored
     champion = load_champion(settings, client)
     ref = champion.ref
     engine = engine_for(settings)
@@ -134,11 +145,12 @@ def measure_window(settings: Settings, *, start: datetime, end: datetime) -> dic
     n_labelled = sum(label is not None for label in window.labels)
     log.info("window %s..%s: %d predictions (%d labelled), drifted=%s, insufficient=%s", start, end,
              len(window.texts), n_labelled, summary.get("drifted"), summary.get("insufficient_data"))
-    return {"status": "measured", "model_version": ref.version, "n_predictions": len(window.texts),
-            "n_labelled": n_labelled, "mlflow_run_id": run_id, **summary}
+    measured: MeasuredWindow = {"status": "measured", "model_version": ref.version, "n_predictions": len(window.texts),
+                                "n_labelled": n_labelled, "mlflow_run_id": run_id, **summary}
+    return measured
 
 
-def decide_window(settings: Settings, *, start: datetime, end: datetime) -> dict[str, Any]:
+def decide_window(settings: Settings, *, start: datetime, end: datetime) -> RetrainDecision:
     """Retrain or not, over the latest windows up to this one (hysteresis), recorded on its row."""
     from autoretrain.monitoring.decision import decide_retrain
 
@@ -150,7 +162,8 @@ def decide_window(settings: Settings, *, start: datetime, end: datetime) -> dict
                             .order_by(t.c.window_end.desc()).limit(max(settings.drift_consecutive_windows, 1) * 4)
                             ).all()
     history = [json.loads(r.report) for r in reversed(rows)]
-    if not history:
+    decision: RetrainDecision
+    if not history:  # no streak to report either
         decision = {"retrain": False, "reasons": ["no measured window: nothing to decide"]}
     else:
         decision = decide_retrain(history, consecutive=settings.drift_consecutive_windows,
@@ -171,7 +184,7 @@ def read_decision(settings: Settings, *, start: datetime, end: datetime) -> dict
     return row["decision"] if row else None
 
 
-def read_window_row(settings: Settings, *, start: datetime, end: datetime) -> dict[str, Any] | None:
+def read_window_row(settings: Settings, *, start: datetime, end: datetime) -> WindowRow | None:
     """The recorded row of a window (report and decision parsed), or None."""
     engine = engine_for(settings)
     t = drift_windows
@@ -181,10 +194,12 @@ def read_window_row(settings: Settings, *, start: datetime, end: datetime) -> di
     engine.dispose()
     if row is None:
         return None
-    out = dict(row)
-    out["report"] = json.loads(out["report"])
-    out["decision"] = json.loads(out["decision"]) if out["decision"] else None
-    return out
+    return {"model_name": row["model_name"], "window_start": row["window_start"], "window_end": row["window_end"],
+            "model_version": row["model_version"], "n_predictions": row["n_predictions"],
+            "n_labelled": row["n_labelled"], "insufficient_data": row["insufficient_data"],
+            "drifted": row["drifted"], "report": json.loads(row["report"]), "mlflow_run_id": row["mlflow_run_id"],
+            "retrain": row["retrain"], "decision": json.loads(row["decision"]) if row["decision"] else None,
+            "action": row["action"], "computed_at": row["computed_at"]}
 
 
 def record_action(settings: Settings, *, start: datetime, end: datetime, action: str) -> None:
@@ -197,8 +212,8 @@ def record_action(settings: Settings, *, start: datetime, end: datetime, action:
     engine.dispose()
 
 
-def _upsert(engine: Engine, *, settings: Settings, window: Window, version: str | None, report: dict[str, Any],
-            run_id: str | None) -> None:
+def _upsert(engine: Engine, *, settings: Settings, window: Window, version: str | None,
+            report: DriftReportRecord | UnmonitoredWindow, run_id: str | None) -> None:
     t = drift_windows
     key = {"model_name": settings.model_name, "window_start": window.start, "window_end": window.end}
     values = {"model_version": version, "n_predictions": len(window.texts),
@@ -211,7 +226,7 @@ def _upsert(engine: Engine, *, settings: Settings, window: Window, version: str 
         conn.execute(sa.insert(t).values(**key, **values))
 
 
-def _log_to_mlflow(settings: Settings, client: Any, *, window: Window, report: dict[str, Any],
+def _log_to_mlflow(settings: Settings, client: Any, *, window: Window, report: DriftReportRecord,
                    champion: Champion) -> str:
     """One MLflow run per (model, window): check scores and thresholds, and the Evidently report."""
     from autoretrain import tracking
@@ -227,7 +242,7 @@ def _log_to_mlflow(settings: Settings, client: Any, *, window: Window, report: d
         client.log_metric(run_id, f"{result['name']}_score", float(result["score"]))
         client.log_metric(run_id, f"{result['name']}_threshold", float(result["threshold"]))
         client.log_metric(run_id, f"{result['name']}_drifted", float(bool(result["drifted"])))
-    client.log_dict(run_id, report, lineage.DRIFT_REPORT)
+    tracking.log_json(client, run_id, report, lineage.DRIFT_REPORT)
     if not report.get("insufficient_data"):
         _log_evidently(client, run_id, settings=settings, window=window, champion=champion)
     return run_id

@@ -29,13 +29,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from autoretrain.config import Settings
+from autoretrain.promotion.payloads import CanaryCheckRecord, CanaryNumbers, CanaryStatus, CanaryVerdictRecord
 from autoretrain.serving.routing import CHALLENGER, CHAMPION, RoutingConfig, choose
 
-PASS, FAIL, WAIT = "pass", "fail", "wait"
+PASS: Final = "pass"
+FAIL: Final = "fail"
+WAIT: Final = "wait"
 
 
 @dataclass(frozen=True)
@@ -76,19 +79,23 @@ class CanaryCheck:
         verdict = "ok" if self.passed else "FAIL" if self.judged else "not judged"
         return f"{self.name} {verdict}: {self.details} (score {self.score:.4g}, limit {self.threshold:.4g})"
 
+    def as_dict(self) -> CanaryCheckRecord:
+        return {"name": self.name, "score": self.score, "threshold": self.threshold, "passed": self.passed,
+                "judged": self.judged, "details": self.details}
+
 
 @dataclass(frozen=True)
 class CanaryVerdict:
     """``pass`` (promote), ``fail`` (roll back) or ``wait`` (keep watching), with the reasons."""
 
-    status: str
+    status: CanaryStatus
     reasons: list[str]
-    checks: tuple[CanaryCheck, ...] = field(default_factory=tuple)
-    numbers: dict[str, Any] = field(default_factory=dict)
+    checks: tuple[CanaryCheck, ...]
+    numbers: CanaryNumbers
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "reasons": list(self.reasons), "checks": [asdict(c) for c in self.checks],
-                "numbers": dict(self.numbers)}
+    def as_dict(self) -> CanaryVerdictRecord:
+        return {"status": self.status, "reasons": list(self.reasons), "checks": [c.as_dict() for c in self.checks],
+                "numbers": self.numbers.copy()}
 
 
 def check_canary(rows: Sequence[Mapping[str, Any]], *, challenger_version: str, champion_version: str,
@@ -114,11 +121,13 @@ def check_canary(rows: Sequence[Mapping[str, Any]], *, challenger_version: str, 
         _agreement(chal, champion_labels, policy, enough),
         _accuracy(chal, champ, policy),
     )
-    numbers = {"served": len(rows), "challenger": len(chal), "champion": len(champ), "meant_for_challenger": len(meant),
-               "fallbacks": fallbacks, "invalid_scores": invalid,
-               "other_versions": len(rows) - len(chal) - len(champ), "window_complete": window_complete}
+    numbers: CanaryNumbers = {
+        "served": len(rows), "challenger": len(chal), "champion": len(champ), "meant_for_challenger": len(meant),
+        "fallbacks": fallbacks, "invalid_scores": invalid, "other_versions": len(rows) - len(chal) - len(champ),
+        "window_complete": window_complete}
     failed = [c for c in checks[1:] if c.judged and not c.passed]
     reasons = [c.describe() for c in checks]
+    status: CanaryStatus
     if failed:
         status = FAIL
         reasons.append(f"fail: {', '.join(c.name for c in failed)}")

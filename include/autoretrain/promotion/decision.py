@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from autoretrain.config import COMPARISON_TESTS, Settings
+from autoretrain.promotion.payloads import DecisionRecord
 from autoretrain.promotion.stats import COUNT_METRICS, mcnemar, paired_bootstrap
 from autoretrain.training.evaluation import HIGHER_IS_BETTER, check_gates, compute_metrics, json_safe
 
@@ -91,7 +92,7 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
     numbers: dict[str, Any] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> DecisionRecord:
         return {"promote": self.promote, "reasons": list(self.reasons), "numbers": self.numbers}
 
 

@@ -1,9 +1,10 @@
 """Compare, canary, promote, withdraw, roll back: the steps after a challenger is registered.
 
-Each step takes the settings and JSON-able inputs and returns a JSON-able dict, so the same
-functions run as tasks of ``retrain_compare_promote`` / ``rollback`` and from ``autoretrain
-promote|rollback``. Every alias move goes through :func:`autoretrain.registry.move_alias` (audited,
-all-or-nothing, replayed on retry); routing changes go through the prediction service's override
+Each step takes the settings and JSON-able inputs and returns a JSON-able dict (typed in
+:mod:`autoretrain.promotion.payloads`), so the same functions run as tasks of
+``retrain_compare_promote`` / ``rollback`` and from ``autoretrain promote|rollback``. Every alias
+move goes through :func:`autoretrain.registry.move_alias` (audited, all-or-nothing, replayed on
+retry); routing changes go through the prediction service's override
 (:func:`autoretrain.serving.prediction_log.save_routing`), which every service process polls.
 
 Rollout: ``start_canary`` (``challenger`` alias + canary routing) -> ``canary_status`` until it is
@@ -24,17 +25,19 @@ import numpy as np
 from autoretrain import lineage, registry, tracking
 from autoretrain.audit import aliases
 from autoretrain.config import Settings
+from autoretrain.promotion import payloads
 from autoretrain.promotion.canary import CanaryPolicy, check_canary
 from autoretrain.promotion.decision import Policy, Scores, decide_promotion
 from autoretrain.serving import prediction_log
 from autoretrain.training.evaluation import compute_metrics
+from autoretrain.training.payloads import RegisteredVersion
 
 log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------- compare
-def compare_challenger(settings: Settings, *, parent_run_id: str, registered: Mapping[str, Any],
-                       force: bool = False) -> dict[str, Any]:
+def compare_challenger(settings: Settings, *, parent_run_id: str, registered: RegisteredVersion,
+                       force: bool = False) -> payloads.Comparison:
     """Score the champion on the challenger's hold-out and decide (gates, improvement, significance)."""
     from autoretrain.training import model_card
     from autoretrain.training.families import positive_proba
@@ -54,10 +57,10 @@ def compare_challenger(settings: Settings, *, parent_run_id: str, registered: Ma
         champion = Scores(champion_ref.version, labels, proba)
     decision = decide_promotion(champion, Scores(version, labels, scores["proba"].to_numpy()),
                                 Policy.from_settings(settings, force=force))
-    result = {**decision.as_dict(), "name": name, "version": version,
-              "champion_version": champion_ref.version if champion_ref else None,
-              "by_origin": _by_origin(settings, scores, champion)}
-    client.log_dict(parent_run_id, result, lineage.COMPARISON)
+    result: payloads.Comparison = {**decision.as_dict(), "name": name, "version": version,
+                                   "champion_version": champion_ref.version if champion_ref else None,
+                                   "by_origin": _by_origin(settings, scores, champion)}
+    tracking.log_json(client, parent_run_id, result, lineage.COMPARISON)
     client.set_model_version_tag(name, version, lineage.DECISION, "promote" if decision.promote else "reject")
     client.set_model_version_tag(name, version, lineage.GATES,
                                  "passed" if decision.numbers["checks"]["gates"] else "failed")
@@ -70,27 +73,31 @@ def compare_challenger(settings: Settings, *, parent_run_id: str, registered: Ma
     return result
 
 
-def _by_origin(settings: Settings, scores: Any, champion: Scores | None) -> dict[str, Any]:
+def _by_origin(settings: Settings, scores: Any, champion: Scores | None) -> dict[str, payloads.OriginScores]:
     """Both models' metrics on each part of the hold-out (base hold-out, labelled traffic)."""
     if "origin" not in scores.columns:
         return {}
-    out: dict[str, Any] = {}
+    out: dict[str, payloads.OriginScores] = {}
+    labels = scores["label"].to_numpy()
     for origin in sorted(scores["origin"].unique()):
         mask = (scores["origin"] == origin).to_numpy()
-        part = {"n": int(mask.sum())}
-        for role, proba in (("challenger", scores["proba"].to_numpy()),
-                            ("champion", None if champion is None else np.asarray(champion.proba))):
-            if proba is not None:
-                m = compute_metrics(scores["label"].to_numpy()[mask], proba[mask],
-                                    positive_label=settings.positive_label, threshold=settings.decision_threshold)
-                part[role] = {k: (None if np.isnan(m[k]) else m[k]) for k in ("accuracy", "f1", "recall", "fpr")}
+        part: payloads.OriginScores = {"n": int(mask.sum())}
+        part["challenger"] = _part_metrics(settings, labels[mask], scores["proba"].to_numpy()[mask])
+        if champion is not None:
+            part["champion"] = _part_metrics(settings, labels[mask], np.asarray(champion.proba)[mask])
         out[str(origin)] = part
     return out
 
 
+def _part_metrics(settings: Settings, labels: np.ndarray, proba: np.ndarray) -> dict[str, float | None]:
+    """Accuracy, F1, recall and FPR on one part of the hold-out (None where undefined on it)."""
+    m = compute_metrics(labels, proba, positive_label=settings.positive_label, threshold=settings.decision_threshold)
+    return {k: (None if np.isnan(m[k]) else m[k]) for k in ("accuracy", "f1", "recall", "fpr")}
+
+
 # -------------------------------------------------------------------------------------- canary
 def start_canary(settings: Settings, *, version: str, run_id: str, actor: str, reasons: Sequence[str] = (),
-                 metrics: Mapping[str, Any] | None = None, now: datetime | None = None) -> dict[str, Any]:
+                 metrics: Mapping[str, Any] | None = None, now: datetime | None = None) -> payloads.CanaryStart:
     """``challenger`` alias on ``version`` (audited), then canary routing at ``canary_percent``."""
     client = tracking.client_for(settings)
     champion = registry.alias_version(client, settings.model_name, registry.CHAMPION)
@@ -103,7 +110,7 @@ def start_canary(settings: Settings, *, version: str, run_id: str, actor: str, r
                                    version=version, actor=actor, run_id=run_id, action="canary",
                                    reason=f"canary at {settings.canary_percent} % for {settings.canary_minutes} min",
                                    reasons=reasons, metrics=metrics)
-        routing = {"mode": "canary", "canary_percent": float(settings.canary_percent)}
+        routing: payloads.CanaryRouting = {"mode": "canary", "canary_percent": float(settings.canary_percent)}
         prediction_log.save_routing(engine, routing, at=started)
     log.info("canary: version %s answers %s %% of users (champion %s) from %s for %d min", version,
              settings.canary_percent, champion.version, started.isoformat(), settings.canary_minutes)
@@ -112,7 +119,8 @@ def start_canary(settings: Settings, *, version: str, run_id: str, actor: str, r
             "canary_minutes": settings.canary_minutes, "routing": routing, "move": move.as_dict()}
 
 
-def canary_status(settings: Settings, *, canary: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+def canary_status(settings: Settings, *, canary: payloads.CanaryStart,
+                  now: datetime | None = None) -> payloads.CanaryReading:
     """The canary verdict so far: the window's served rows, the champion replayed on the challenger's."""
     now = now or datetime.now(UTC)
     started = datetime.fromisoformat(str(canary["started_at"]))
@@ -145,7 +153,7 @@ def _replay(settings: Settings, version: str, rows: Sequence[Mapping[str, Any]])
 
 # ---------------------------------------------------------------------------------- promotion
 def promote_challenger(settings: Settings, *, version: str, run_id: str, actor: str, reasons: Sequence[str] = (),
-                       metrics: Mapping[str, Any] | None = None, now: datetime | None = None) -> dict[str, Any]:
+                       metrics: Mapping[str, Any] | None = None, now: datetime | None = None) -> payloads.Promotion:
     """``champion`` -> ``version`` (the old one becomes ``previous``); a canary routing ends (full); no challenger."""
     client = tracking.client_for(settings)
     name = settings.model_name
@@ -154,7 +162,7 @@ def promote_challenger(settings: Settings, *, version: str, run_id: str, actor: 
                                    actor=actor, run_id=run_id, action="promote", previous="record",
                                    reason=reasons[-1] if reasons else "promoted", reasons=reasons, metrics=metrics)
         override = prediction_log.load_routing(engine)
-        canary = bool(override) and override.get("mode") == "canary"
+        canary = override is not None and override.get("mode") == "canary"
         if canary:  # both variants serve the same version now; back to one
             prediction_log.save_routing(engine, {"mode": "full"}, at=now or datetime.now(UTC))
         retired = _retire_challenger(client, engine, name=name, version=version, actor=actor, run_id=run_id)
@@ -174,7 +182,8 @@ def _retire_challenger(client: Any, engine: Any, *, name: str, version: str, act
 
 
 def withdraw_challenger(settings: Settings, *, version: str, run_id: str, actor: str, reasons: Sequence[str] = (),
-                        metrics: Mapping[str, Any] | None = None, now: datetime | None = None) -> dict[str, Any]:
+                        metrics: Mapping[str, Any] | None = None,
+                        now: datetime | None = None) -> payloads.Withdrawal:
     """Automatic rollback of a failed canary: routing full on the champion first, then no ``challenger``."""
     client = tracking.client_for(settings)
     name = settings.model_name
@@ -194,7 +203,7 @@ def withdraw_challenger(settings: Settings, *, version: str, run_id: str, actor:
 
 
 def rollback(settings: Settings, *, run_id: str, actor: str, reason: str, to_version: str | None = None,
-             now: datetime | None = None) -> dict[str, Any]:
+             now: datetime | None = None) -> payloads.Rollback:
     """Champion back to ``previous`` (or ``to_version``) in one audited step; routing full on it."""
     client = tracking.client_for(settings)
     with aliases.engine_for(settings) as engine:

@@ -1,18 +1,20 @@
 """The FastAPI app: predictions, feedback, health, model info, metrics and the routing admin API.
 
 No ``from __future__ import annotations`` here: FastAPI reads the route signatures at runtime, and
-the request bodies are classes built per app (:func:`schemas.request_models`).
+the request bodies are classes built per app (:func:`schemas.request_models`): a route annotates
+``body`` with the static base class and :func:`_body_model` gives FastAPI the built one.
 """
 
 import hmac
+import inspect
 import json
 import logging
 import threading
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from time import perf_counter
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict, TypeVar
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -35,14 +37,38 @@ from autoretrain.serving import prediction_log, schemas
 from autoretrain.serving.fastlane import PredictFastLane
 from autoretrain.serving.manager import Loader, Lookup, ModelManager
 from autoretrain.serving.routing import RoutingConfig, RoutingError, from_settings
-from autoretrain.serving.service import NotReady, PredictionService
+from autoretrain.serving.service import Answer, NotReady, PredictionService, ShadowJob
 from autoretrain.serving.telemetry import BodyTooLarge, ServingMetrics, TelemetryMiddleware
 
 log = logging.getLogger(__name__)
 
-_ERRORS = {401: {"model": schemas.ErrorResponse, "description": "missing or wrong bearer token"},
-           503: {"model": schemas.ErrorResponse, "description": "not ready, or no API token configured"}}
-_NOT_READY = {503: {"model": schemas.ErrorResponse, "description": "no model loaded yet (see /ready)"}}
+Responses = dict[int | str, dict[str, Any]]  # FastAPI's ``responses=``: status -> OpenAPI response
+_ERRORS: Responses = {401: {"model": schemas.ErrorResponse, "description": "missing or wrong bearer token"},
+                      503: {"model": schemas.ErrorResponse, "description": "not ready, or no API token configured"}}
+_NOT_READY: Responses = {503: {"model": schemas.ErrorResponse, "description": "no model loaded yet (see /ready)"}}
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+class _Guard(TypedDict):
+    """The keyword arguments of a route behind the bearer token."""
+
+    dependencies: list[Any]  # [Depends(require_token)]
+    responses: Responses
+
+
+def _body_model(model: type[Any]) -> Callable[[Endpoint], Endpoint]:
+    """FastAPI validates the route's ``body`` with ``model`` (built for these settings) instead of its annotation.
+
+    The annotation names the static base class, so the route body is type-checked; FastAPI reads the
+    parameters through :func:`inspect.signature`, which returns ``__signature__`` when a function has one.
+    """
+    def use(route: Endpoint) -> Endpoint:
+        signature = inspect.signature(route)
+        parameters = [p.replace(annotation=model) if p.name == "body" else p for p in signature.parameters.values()]
+        setattr(route, "__signature__", signature.replace(parameters=parameters))  # noqa: B010 - typeshed: no such attribute
+        return route
+    return use
 
 
 def registry_access(settings: Settings) -> tuple[Lookup, Loader]:
@@ -140,7 +166,8 @@ def _add_prediction_routes(app: FastAPI, bodies: schemas.RequestModels, service:
     PredictRequest, BatchRequest = bodies.predict, bodies.batch  # noqa: N806 - classes
 
     @app.post("/predict", response_model=schemas.PredictResponse, responses=_NOT_READY, tags=["predict"])
-    async def predict(body: PredictRequest) -> Response:  # type: ignore[valid-type]
+    @_body_model(PredictRequest)
+    async def predict(body: schemas.MessageBase) -> Response:
         """Classify one message. With a `user_id`, the same user always gets the same variant."""
         try:
             answer, shadow = service.predict(body.message, body.user_id, started=perf_counter())
@@ -150,9 +177,10 @@ def _add_prediction_routes(app: FastAPI, bodies: schemas.RequestModels, service:
 
     @app.post("/predict/batch", response_model=schemas.BatchPredictResponse, responses=_NOT_READY,
               tags=["predict"])
-    async def predict_batch(body: BatchRequest) -> Response:  # type: ignore[valid-type]
+    @_body_model(BatchRequest)
+    async def predict_batch(body: schemas.BatchBase) -> Response:
         """Classify up to `max_batch_messages` messages; each is routed on its own."""
-        def score() -> tuple[list[dict[str, Any]], list[Any]]:
+        def score() -> tuple[list[Answer], list[ShadowJob]]:
             state = service.manager.state  # one state for the whole batch
             results = [service.predict(item.message, item.user_id, state=state) for item in body.items]
             return [a for a, _ in results], [s for _, s in results if s is not None]
@@ -207,12 +235,13 @@ def _add_token_routes(app: FastAPI, settings: Settings, service: PredictionServi
         if not hmac.compare_digest(credentials.credentials.encode(), settings.api_token.encode()):
             raise HTTPException(401, "wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
-    guarded = {"dependencies": [Depends(require_token)], "responses": _ERRORS}
+    guarded: _Guard = {"dependencies": [Depends(require_token)], "responses": _ERRORS}
 
     @app.post("/feedback", response_model=schemas.FeedbackResponse, tags=["feedback"],
-              **{**guarded, "responses": {**_ERRORS, 404: {"model": schemas.ErrorResponse,
-                                                           "description": "unknown request_id"}}})
-    def feedback(body: FeedbackRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+              dependencies=guarded["dependencies"],
+              responses={**_ERRORS, 404: {"model": schemas.ErrorResponse, "description": "unknown request_id"}})
+    @_body_model(FeedbackRequest)
+    def feedback(body: schemas.FeedbackBase) -> dict[str, Any]:
         """Record the true label of an earlier prediction (by its `request_id`)."""
         with _database("feedback"):
             known = prediction_log.prediction_exists(engine, body.request_id)
@@ -284,7 +313,8 @@ def _add_drift_route(app: FastAPI, settings: Settings, bodies: schemas.RequestMo
 
     @app.post("/drift/calculate", tags=["monitoring"],
               responses={**_NOT_READY, 409: {"description": "the champion has no recorded training data"}})
-    def drift_calculate(body: bodies.drift) -> dict[str, Any]:  # type: ignore[name-defined]
+    @_body_model(bodies.drift)
+    def drift_calculate(body: schemas.DriftBase) -> dict[str, Any]:
         """Drift of the posted messages against the champion's training reference (same JSON as monitoring)."""
         from autoretrain.monitoring.windows import adhoc_drift
 
@@ -303,7 +333,8 @@ def _add_drift_route(app: FastAPI, settings: Settings, bodies: schemas.RequestMo
         except Exception as err:  # noqa: BLE001 - the registry or artifact store is down: the caller may retry
             log.warning("cannot build the drift reference: %s", err)
             raise HTTPException(503, f"drift reference unavailable: {err}") from err
-        return adhoc_drift(settings, champion, list(body.messages), body.labels)
+        # a plain dict, as the route declares (FastAPI would read a TypedDict as a response model)
+        return dict(adhoc_drift(settings, champion, list(body.messages), body.labels))
 
 
 @contextmanager

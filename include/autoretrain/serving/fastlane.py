@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from autoretrain.serving.schemas import MessageBase
 from autoretrain.serving.service import NotReady, PredictionService
 from autoretrain.serving.telemetry import ASGIApp, Message, Scope
 
@@ -28,7 +28,7 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 class PredictFastLane:
     """ASGI middleware that serves valid ``POST <path>`` requests directly."""
 
-    def __init__(self, app: ASGIApp, *, service: PredictionService, model: type[BaseModel],
+    def __init__(self, app: ASGIApp, *, service: PredictionService, model: type[MessageBase],
                  path: str = "/predict") -> None:
         self.app, self.service, self.model, self.path = app, service, model, path
 
@@ -62,7 +62,7 @@ def _is_json(scope: Scope) -> bool:
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:
     """The request body; ``more`` is False when the client disconnected before sending it all."""
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] != "http.request":
@@ -75,7 +75,7 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool]:
 def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
     sent = False
 
-    async def replay() -> dict[str, Any]:
+    async def replay() -> Message:
         nonlocal sent
         if not sent:
             sent = True

@@ -160,7 +160,8 @@ def _calibrated_head(clf: CalibratedClassifierCV) -> _Head:
 
     weights = np.ascontiguousarray(np.hstack([h.weights for h, _, _ in parts]))
     bias = np.concatenate([h.bias for h, _, _ in parts])
-    direction = sum(-a * h.direction for h, a, _ in parts) / len(parts)
+    # an array (sum() starting from 0 makes its static type "array or float")
+    direction = np.asarray(sum(-a * h.direction for h, a, _ in parts) / len(parts))
     return _Head(weights, bias, link, direction)
 
 

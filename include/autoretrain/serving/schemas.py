@@ -1,7 +1,9 @@
 """Request and response bodies of the prediction service (pydantic; they also make the OpenAPI docs).
 
 Request bodies depend on the settings (message length limit, batch size, label names), so they
-are built per app by :func:`request_models`.
+are built per app by :func:`request_models`, each on a static base class (:class:`MessageBase`,
+:class:`BatchBase`, :class:`FeedbackBase`, :class:`DriftBase`) that declares its fields for the
+type checker; the built class redeclares them with this deployment's limits.
 """
 
 from __future__ import annotations
@@ -18,10 +20,8 @@ _USER_ID = Field(default=None, min_length=1, max_length=128,
                  description="Stable id of the end user; the same id always gets the same variant.")
 
 
-def _valid_text(value: str | None, *, what: str, strip_check: bool = True) -> str | None:
+def _valid_text(value: str, *, what: str, strip_check: bool = True) -> str:
     """Reject blank text and strings that are not valid Unicode (lone surrogates)."""
-    if value is None:
-        return None
     if strip_check and not value.strip():
         raise ValueError(f"{what} is empty or only whitespace")
     try:
@@ -49,13 +49,20 @@ class MessageBase(_Strict):
     @field_validator("user_id")
     @classmethod
     def _user(cls, value: str | None) -> str | None:
-        return _valid_text(value, what="user_id")
+        return None if value is None else _valid_text(value, what="user_id")
+
+
+class BatchBase(_Strict):
+    """Messages classified in one request (the batch size limit is set per app)."""
+
+    items: list[MessageBase]
 
 
 class FeedbackBase(_Strict):
     request_id: str = Field(min_length=1, max_length=64, description="request_id of a /predict answer")
     source: str = Field(default="api", min_length=1, max_length=64,
                         description="who labelled it: a person, a downstream system...")
+    label: str  # one of the deployment's labels (set per app)
 
     @field_validator("request_id", "source")
     @classmethod
@@ -63,12 +70,19 @@ class FeedbackBase(_Strict):
         return _valid_text(value, what="request_id/source")
 
 
+class DriftBase(_Strict):
+    """A batch of messages to compare with the champion's reference (limits and labels set per app)."""
+
+    messages: list[str]
+    labels: list[str | None] | None = None
+
+
 @dataclass(frozen=True)
 class RequestModels:
     predict: type[MessageBase]
-    batch: type[BaseModel]
+    batch: type[BatchBase]
     feedback: type[FeedbackBase]
-    drift: type[BaseModel]
+    drift: type[DriftBase]
 
 
 def request_models(settings: Settings) -> RequestModels:
@@ -77,14 +91,16 @@ def request_models(settings: Settings) -> RequestModels:
                        description=f"The text to classify, 1..{settings.max_message_chars} characters; "
                                    "not blank. Unicode and emoji are fine."))
     predict = create_model("PredictRequest", __base__=MessageBase, message=text, user_id=(str | None, _USER_ID))
-    batch = create_model("BatchPredictRequest", __base__=_Strict,
-                         items=(list[predict], Field(min_length=1, max_length=settings.max_batch_messages,
-                                                     description="Messages, each routed on its own")))
-    label = Literal[tuple(settings.labels)]  # type: ignore[valid-type]
+    # built at run time from the settings: Any, since mypy takes only static classes as type arguments
+    item: Any = predict
+    label: Any = Literal[tuple(settings.labels)]
+    batch = create_model("BatchPredictRequest", __base__=BatchBase,
+                         items=(list[item], Field(min_length=1, max_length=settings.max_batch_messages,
+                                                  description="Messages, each routed on its own")))
     feedback = create_model("FeedbackRequest", __base__=FeedbackBase,
                             label=(label, Field(description=f"The true label: one of {list(settings.labels)}")))
     drift = create_model(
-        "DriftRequest", __base__=_Strict,
+        "DriftRequest", __base__=DriftBase,
         messages=(list[str], Field(min_length=1, max_length=MAX_DRIFT_MESSAGES,
                                    description=f"The batch to compare with the champion's reference "
                                                f"(1..{MAX_DRIFT_MESSAGES:,} messages)")),

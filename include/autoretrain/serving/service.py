@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from time import perf_counter
-from typing import Any
+from typing import TypedDict
 
 from autoretrain.config import Settings
 from autoretrain.errors import TransientError
@@ -15,6 +15,23 @@ from autoretrain.serving.routing import CHAMPION, choose
 from autoretrain.serving.telemetry import ServingMetrics
 
 ShadowJob = tuple[LoadedModel, str, str, str | None, str, datetime]  # model, variant, text, user, id, time
+
+
+class TopFeature(TypedDict):
+    term: str
+    weight: float
+
+
+class Answer(TypedDict):
+    """The answer to one message (:class:`autoretrain.serving.schemas.PredictResponse`)."""
+
+    label: str
+    spam_probability: float
+    model_version: str
+    variant: str
+    request_id: str
+    timestamp: str  # ISO 8601, UTC
+    top_features: list[TopFeature]
 
 
 class NotReady(TransientError, RuntimeError):
@@ -41,7 +58,7 @@ class PredictionService:
         return f"the registry has no models:/{self.model_name}@champion yet; train and promote a model first"
 
     def predict(self, text: str, user_id: str | None, *, started: float | None = None,
-                state: ServingState | None = None) -> tuple[dict[str, Any], ShadowJob | None]:
+                state: ServingState | None = None) -> tuple[Answer, ShadowJob | None]:
         """The answer to one message, and the shadow scoring to run after answering (if any)."""
         started = perf_counter() if started is None else started
         state = self.manager.state if state is None else state
@@ -57,12 +74,15 @@ class PredictionService:
         proba, top = model.predictor.score(text, self._top_k)
         now = datetime.now(UTC)
         label = self._log(model, variant, "served", text, user_id, request_id, now, proba, started)
-        answer = {"label": label, "spam_probability": proba, "model_version": model.ref.version,
-                  "variant": variant, "request_id": request_id, "timestamp": now.isoformat(timespec="milliseconds"),
-                  "top_features": [{"term": term, "weight": weight} for term, weight in top]}
+        answer: Answer = {"label": label, "spam_probability": proba, "model_version": model.ref.version,
+                          "variant": variant, "request_id": request_id,
+                          "timestamp": now.isoformat(timespec="milliseconds"),
+                          "top_features": [{"term": term, "weight": weight} for term, weight in top]}
         alias = state.routing.shadow
         shadow = state.models.get(alias) if alias else None
-        return answer, (None if shadow is None else (shadow, alias, text, user_id, request_id, now))
+        if alias is None or shadow is None:
+            return answer, None
+        return answer, (shadow, alias, text, user_id, request_id, now)
 
     def shadow(self, job: ShadowJob) -> None:
         """Score with the shadow model and log it (never returned to the client)."""

@@ -19,6 +19,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from autoretrain.training.payloads import GateVerdict, HoldoutMetrics
+
 ECE_BINS = 15
 
 #: metric name -> True when larger is better (used by selection and gates)
@@ -58,7 +60,7 @@ def expected_calibration_error(y_true: Sequence[int] | np.ndarray, proba: Sequen
 
 
 def compute_metrics(y_true: Sequence[str] | np.ndarray, proba: Sequence[float] | np.ndarray, *,
-                    positive_label: str, threshold: float = 0.5) -> dict[str, float]:
+                    positive_label: str, threshold: float = 0.5) -> HoldoutMetrics:
     """Every evaluation metric from true labels and P(positive).
 
     ``f1``, ``precision`` and ``recall`` are of the positive class (spam); ``fpr`` is the share of
@@ -92,7 +94,7 @@ class Selection:
     winner: str
     metric: str
     tie_break: str
-    ranking: list[dict[str, Any]] = field(default_factory=list)
+    ranking: list[dict[str, str | float]] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
 
 
@@ -110,13 +112,13 @@ def select_best(candidates: Mapping[str, Mapping[str, float]], *, metric: str = 
             if key not in values:
                 raise KeyError(f"candidate {name!r} has no metric {key!r} (has {sorted(values)})")
 
-    def key(name: str) -> tuple[float, float, str]:
+    def rank(name: str) -> tuple[float, float, str]:
         m, t = candidates[name][metric], candidates[name][tie_break]
         sign_m = 1 if HIGHER_IS_BETTER.get(metric, True) else -1
         sign_t = 1 if HIGHER_IS_BETTER.get(tie_break, True) else -1
         return (-sign_m * round(m, decimals), -sign_t * round(t, decimals), name)
 
-    order = sorted(candidates, key=key)
+    order = sorted(candidates, key=rank)
     winner, runner_up = order[0], order[1] if len(order) > 1 else None
     reasons = [f"{winner} has the best {metric} ({candidates[winner][metric]:.4f})"]
     if runner_up is not None:
@@ -127,7 +129,8 @@ def select_best(candidates: Mapping[str, Mapping[str, float]], *, metric: str = 
                        f"{candidates[runner_up][tie_break]:.4f})"]
         else:
             reasons.append(f"runner-up {runner_up}: {metric} {candidates[runner_up][metric]:.4f}")
-    ranking = [{"name": n, metric: candidates[n][metric], tie_break: candidates[n][tie_break]} for n in order]
+    ranking: list[dict[str, str | float]] = [
+        {"name": n, metric: candidates[n][metric], tie_break: candidates[n][tie_break]} for n in order]
     return Selection(winner=winner, metric=metric, tie_break=tie_break, ranking=ranking, reasons=reasons)
 
 
@@ -138,7 +141,7 @@ class GateDecision:
     passed: bool
     reasons: list[str]
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> GateVerdict:
         return {"passed": self.passed, "reasons": list(self.reasons)}
 
 

@@ -146,18 +146,19 @@ def search_family(name: str, train: pd.DataFrame, *, positive_label: str, cv_fol
     family = get_family(name)
     started = time.perf_counter()
     folds = folds or make_folds(train, cv_folds=cv_folds, seed=seed)
-    scores = {}
+    scores: dict[tuple[tuple[str, Any], ...], float] = {}
     for candidate in ParameterGrid(family.grid):
         scores[tuple(sorted(candidate.items()))] = _cv_f1(family.make(seed).set_params(**candidate),
                                                            folds, positive_label)
-    params = dict(max(scores, key=scores.get))  # first best in grid order, as GridSearchCV picks
+    best = max(scores, key=scores.__getitem__)  # first best in grid order, as GridSearchCV picks
+    params = dict(best)
     tuned = family.make(seed).set_params(**params)
     variants = {"sigmoid": _calibrated(tuned)}
     if family.native_proba:
         variants["none"] = tuned
     oof = {variant: _oof_proba(clf, folds, positive_label) for variant, clf in variants.items()}
     briers = {v: float(brier_score_loss(folds.y == positive_label, p)) for v, p in oof.items()}
-    calibration = min(briers, key=briers.get)  # "calibrate where it helps": the lower Brier wins
+    calibration = min(briers, key=briers.__getitem__)  # "calibrate where it helps": the lower Brier wins
     pipeline = build_pipeline(clone(variants[calibration])).fit(train[["text"]], folds.y)
     metrics = compute_metrics(folds.y, oof[calibration], positive_label=positive_label, threshold=threshold)
     metrics["cv_f1_search"] = scores[tuple(sorted(params.items()))]

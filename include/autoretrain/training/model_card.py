@@ -20,8 +20,10 @@ from mlflow.tracking import MlflowClient
 
 from autoretrain import lineage, tracking
 from autoretrain.config import Settings
+from autoretrain.promotion.payloads import DecisionRecord
 from autoretrain.promotion.stats import metric_intervals
 from autoretrain.training.evaluation import check_gates, compute_metrics
+from autoretrain.training.payloads import GateVerdict, HoldoutMetrics, RegisteredVersion
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,9 @@ class CardInputs:
     metrics: Mapping[str, float]
     intervals: Mapping[str, tuple[float, float]]
     interval_samples: int
-    gates: Mapping[str, Any]  # {"passed", "reasons"}
+    gates: GateVerdict
     by_origin: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # base / feedback hold-out
-    comparison: Mapping[str, Any] | None = None  # Decision.as_dict()
+    comparison: DecisionRecord | None = None
 
 
 def render(card: CardInputs) -> str:
@@ -84,8 +86,8 @@ def _metrics_section(card: CardInputs) -> list[str]:
             low_high = card.intervals.get(name)
             interval = f"[{low_high[0]:.4f}, {low_high[1]:.4f}]" if low_high else "-"
             out.append(f"| {name} | {_fmt(card.metrics[name])} | {interval} |")
-    counts = {k: card.metrics.get(k) for k in ("tp", "fp", "fn", "tn")}
-    if all(v is not None for v in counts.values()):
+    counts = {k: card.metrics[k] for k in ("tp", "fp", "fn", "tn") if k in card.metrics}
+    if len(counts) == 4:
         out += ["", "Confusion counts: " + ", ".join(f"{k} {int(v)}" for k, v in counts.items())]
     if card.by_origin:
         out += ["", "| hold-out part | rows | accuracy | f1 | fpr |", "|---|---|---|---|---|"]
@@ -94,7 +96,7 @@ def _metrics_section(card: CardInputs) -> list[str]:
     return [*out, ""]
 
 
-def _comparison_section(comparison: Mapping[str, Any] | None) -> list[str]:
+def _comparison_section(comparison: DecisionRecord | None) -> list[str]:
     if comparison is None:
         return ["## Comparison", "", "Not compared with a champion yet (the training DAG registers; "
                 "`retrain_compare_promote` compares).", ""]
@@ -145,8 +147,8 @@ def _short(digest: Any) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------- I/O
-def gather(settings: Settings, client: MlflowClient, *, registered: Mapping[str, Any], parent_run_id: str,
-           metrics: Mapping[str, float], comparison: Mapping[str, Any] | None = None) -> CardInputs:
+def gather(settings: Settings, client: MlflowClient, *, registered: RegisteredVersion, parent_run_id: str,
+           metrics: Mapping[str, float], comparison: DecisionRecord | None = None) -> CardInputs:
     """The card's inputs from the parent run (data, hold-out scores) and the registered version."""
 
     parent = client.get_run(parent_run_id)
@@ -155,17 +157,17 @@ def gather(settings: Settings, client: MlflowClient, *, registered: Mapping[str,
     positive = scores["label"].to_numpy() == settings.positive_label
     intervals = metric_intervals(positive, scores["proba"].to_numpy(), threshold=settings.decision_threshold,
                                  samples=settings.bootstrap_samples, seed=settings.random_seed)
-    by_origin = {}
+    by_origin: dict[str, HoldoutMetrics] = {}
     if "origin" in scores.columns and scores["origin"].nunique() > 1:
         for origin, part in scores.groupby("origin"):
             by_origin[str(origin)] = compute_metrics(part["label"], part["proba"],
                                                      positive_label=settings.positive_label,
                                                      threshold=settings.decision_threshold)
-    data = {"source": tags.get(lineage.DATA_SOURCE), "digest": tags.get(lineage.DATA_DIGEST),
-            "base_digest": tags.get(lineage.BASE_DIGEST),
-            "feedback_digest": tags.get(lineage.FEEDBACK_DIGEST),
-            **{k: int(run_metrics[k]) for k in ("rows_raw", "rows_deduplicated", "rows_train", "rows_test",
-                                                "rows_feedback_train", "rows_feedback_test") if k in run_metrics}}
+    data: dict[str, str | int | None] = {
+        "source": tags.get(lineage.DATA_SOURCE), "digest": tags.get(lineage.DATA_DIGEST),
+        "base_digest": tags.get(lineage.BASE_DIGEST), "feedback_digest": tags.get(lineage.FEEDBACK_DIGEST),
+        **{k: int(run_metrics[k]) for k in ("rows_raw", "rows_deduplicated", "rows_train", "rows_test",
+                                            "rows_feedback_train", "rows_feedback_test") if k in run_metrics}}
     gates = check_gates(metrics, accuracy_min=settings.accuracy_min, f1_min=settings.f1_min,
                         ece_max=settings.ece_max)
     return CardInputs(name=str(registered["name"]), version=str(registered["version"]),
@@ -176,8 +178,8 @@ def gather(settings: Settings, client: MlflowClient, *, registered: Mapping[str,
                       gates=gates.as_dict(), by_origin=by_origin, comparison=comparison)
 
 
-def publish(settings: Settings, client: MlflowClient, *, registered: Mapping[str, Any], parent_run_id: str,
-            metrics: Mapping[str, float], comparison: Mapping[str, Any] | None = None) -> str:
+def publish(settings: Settings, client: MlflowClient, *, registered: RegisteredVersion, parent_run_id: str,
+            metrics: Mapping[str, float], comparison: DecisionRecord | None = None) -> str:
     """Render the card and log it to the version's run, the parent run and the version description."""
     text = render(gather(settings, client, registered=registered, parent_run_id=parent_run_id, metrics=metrics,
                          comparison=comparison))

@@ -1,8 +1,9 @@
 """The training lifecycle as steps: load -> validate -> train (per family) -> select -> evaluate ->
 register -> gate -> alias.
 
-Each step takes the settings and JSON-able inputs and returns a JSON-able dict, so the same
-functions run as Airflow tasks (passing results through XCom) and from ``autoretrain train``.
+Each step takes the settings and JSON-able inputs and returns a JSON-able dict (typed in
+:mod:`autoretrain.training.payloads`), so the same functions run as Airflow tasks (passing results
+through XCom) and from ``autoretrain train``.
 Intermediate data lives in the parent MLflow run (``data/*.parquet``), so any worker can pick a
 step up, and every step is keyed by the run so that a retry finds its work instead of redoing it.
 
@@ -22,12 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import metadata
-from typing import Any
 
 import mlflow
-import mlflow.data
 import mlflow.sklearn
 import pandas as pd
+from mlflow.data.pandas_dataset import from_pandas
+from mlflow.entities import Run
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
@@ -35,6 +36,7 @@ from autoretrain import lineage, registry, tracking
 from autoretrain.audit import aliases
 from autoretrain.config import Settings
 from autoretrain.data.challenger import assemble
+from autoretrain.data.payloads import FeedbackSummary
 from autoretrain.data.prepare import deduplicate, split
 from autoretrain.data.sources import frame_digest, read_dataset, redact_uri
 from autoretrain.data.validation import (
@@ -49,6 +51,18 @@ from autoretrain.db.migrate import checked_engine
 from autoretrain.serving import prediction_log
 from autoretrain.training.evaluation import check_gates, compute_metrics, select_best
 from autoretrain.training.families import get_family, positive_proba, search_family
+from autoretrain.training.payloads import (
+    AliasAssignment,
+    FamilyResult,
+    GateVerdict,
+    HoldoutMetrics,
+    LoadedData,
+    RegisteredVersion,
+    SelectedModel,
+    TrainingAlias,
+    TrainingResult,
+    ValidatedData,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +91,7 @@ def _client(settings: Settings) -> tuple[MlflowClient, str]:
 
 
 # ------------------------------------------------------------------------------------------ steps
-def load_data(settings: Settings, key: RunKey, *, feedback_until: datetime | None = None) -> dict[str, Any]:
+def load_data(settings: Settings, key: RunKey, *, feedback_until: datetime | None = None) -> LoadedData:
     """Read the configured source and snapshot it into the parent run of ``key``.
 
     With ``feedback_until``, the labelled traffic of the prediction log (feedback recorded in the
@@ -94,13 +108,14 @@ def load_data(settings: Settings, key: RunKey, *, feedback_until: datetime | Non
     for name, value in settings.as_dict().items():
         client.log_param(parent, f"settings.{name}", str(value)[:500])
     client.set_tag(parent, lineage.DATA_SOURCE, redact_uri(uri))
-    result = {"parent_run_id": parent, "source": redact_uri(uri), "digest": dataset.digest, "rows": len(dataset)}
+    result: LoadedData = {"parent_run_id": parent, "source": redact_uri(uri), "digest": dataset.digest,
+                          "rows": len(dataset)}
     if feedback_until is not None:
         feedback = labelled_feedback(settings, until=feedback_until)
         tracking.log_frame(client, parent, feedback, lineage.FRAME_FEEDBACK)
         both = pd.concat([dataset.frame[["label", "text"]], feedback[["label", "text"]]], ignore_index=True)
-        result.update(base_digest=dataset.digest, digest=frame_digest(both), feedback_rows=len(feedback),
-                      feedback_digest=frame_digest(feedback))
+        result["base_digest"], result["digest"] = dataset.digest, frame_digest(both)
+        result["feedback_rows"], result["feedback_digest"] = len(feedback), frame_digest(feedback)
         client.set_tag(parent, lineage.BASE_DIGEST, result["base_digest"])
         client.set_tag(parent, lineage.FEEDBACK_DIGEST, result["feedback_digest"])
         client.set_tag(parent, lineage.FEEDBACK_ROWS, str(len(feedback)))
@@ -123,21 +138,22 @@ def labelled_feedback(settings: Settings, *, until: datetime) -> pd.DataFrame:
     return frame
 
 
-def validate_data(settings: Settings, *, parent_run_id: str) -> dict[str, Any]:
+def validate_data(settings: Settings, *, parent_run_id: str) -> ValidatedData:
     """Check the snapshot (blocking failures raise), de-duplicate, split, and log both sides."""
     client, _ = _client(settings)
     raw = tracking.load_frame(client, parent_run_id, lineage.FRAME_RAW)
     source = client.get_run(parent_run_id).data.tags.get(lineage.DATA_SOURCE, "snapshot")
     report = validate_frame(raw, settings, source=source)
-    client.log_dict(parent_run_id, report.as_dict(), lineage.VALIDATION_REPORT)
+    tracking.log_json(client, parent_run_id, report.as_dict(), lineage.VALIDATION_REPORT)
     for check in report.checks:
         client.log_metric(parent_run_id, f"check_{check.name}", check.score)
     report.raise_for_failures()  # a broken dataset never reaches training
     deduped, dedup = deduplicate(raw)
     train, test = split(deduped, test_size=settings.test_size, seed=settings.random_seed)
-    feedback = _with_feedback(settings, client, parent_run_id, train, test)
-    if feedback is not None:
-        train, test = feedback.pop("train"), feedback.pop("test")
+    feedback = None
+    with_feedback = _with_feedback(settings, client, parent_run_id, train, test)
+    if with_feedback is not None:
+        train, test, feedback = with_feedback
     leakage = check_split_leakage(train, test)
     if not leakage.passed:  # cannot happen after de-duplication; guard the invariant anyway
         raise RuntimeError(f"split leakage: {leakage.details}")
@@ -149,36 +165,38 @@ def validate_data(settings: Settings, *, parent_run_id: str) -> dict[str, Any]:
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
         for context, frame in (("training", train), ("evaluation", test)):
             name = "train" if context == "training" else "test"
-            mlflow.log_input(mlflow.data.from_pandas(frame, source=source, targets="label",
-                                                     name=f"{settings.model_name}-{name}",
-                                                     digest=digests[name][:16]), context=context)
+            mlflow.log_input(from_pandas(frame, source=source, targets="label", name=f"{settings.model_name}-{name}",
+                                         digest=digests[name][:16]), context=context)
         mlflow.log_metrics({"rows_raw": len(raw), "rows_deduplicated": len(deduped),
                             "rows_train": len(train), "rows_test": len(test)})
-    result = {"train_rows": len(train), "test_rows": len(test), "train_digest": digests["train"],
-              "test_digest": digests["test"], "dedup": dedup.as_dict(), "checks": report.as_dict()["checks"]}
-    return {**result, "feedback": feedback} if feedback is not None else result
+    result: ValidatedData = {"train_rows": len(train), "test_rows": len(test), "train_digest": digests["train"],
+                             "test_digest": digests["test"], "dedup": dedup.as_dict(),
+                             "checks": report.as_dict()["checks"]}
+    if feedback is not None:
+        result["feedback"] = feedback
+    return result
 
 
 def _with_feedback(settings: Settings, client: MlflowClient, parent_run_id: str, train: pd.DataFrame,
-                   test: pd.DataFrame) -> dict[str, Any] | None:
-    """The base split plus the run's labelled traffic (None when the run loaded none); checks it first."""
+                   test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, FeedbackSummary] | None:
+    """The base split plus the run's labelled traffic, checked first: (train, test, summary); None without any."""
     if lineage.FEEDBACK_ROWS not in client.get_run(parent_run_id).data.tags:
         return None
     feedback = tracking.load_frame(client, parent_run_id, lineage.FRAME_FEEDBACK)
     if len(feedback):
         report = validate_frame(feedback[["label", "text"]], settings, source="prediction feedback",
                                 checks=FEEDBACK_GATE)
-        client.log_dict(parent_run_id, report.as_dict(), lineage.FEEDBACK_VALIDATION_REPORT)
+        tracking.log_json(client, parent_run_id, report.as_dict(), lineage.FEEDBACK_VALIDATION_REPORT)
         report.raise_for_failures()  # a label outside the label set never reaches training
     train, test, summary = assemble(train, test, feedback, test_size=settings.test_size,
                                     salt=f"autoretrain-holdout-{settings.random_seed}")
-    client.log_dict(parent_run_id, summary.as_dict(), lineage.FEEDBACK_SUMMARY)
+    tracking.log_json(client, parent_run_id, summary.as_dict(), lineage.FEEDBACK_SUMMARY)
     client.log_metric(parent_run_id, "rows_feedback_train", summary.rows_train)
     client.log_metric(parent_run_id, "rows_feedback_test", summary.rows_test)
-    return {"train": train, "test": test, **summary.as_dict()}
+    return train, test, summary.as_dict()
 
 
-def train_family(settings: Settings, *, parent_run_id: str, family: str) -> dict[str, Any]:
+def train_family(settings: Settings, *, parent_run_id: str, family: str) -> FamilyResult:
     """Search, calibrate and fit one family in a child run; log its CV metrics and pipeline."""
     get_family(family)  # fail fast on an unknown name
     client, experiment_id = _client(settings)
@@ -207,29 +225,30 @@ def train_family(settings: Settings, *, parent_run_id: str, family: str) -> dict
     return _family_summary(client.get_run(run_id))
 
 
-def _family_summary(run: Any) -> dict[str, Any]:
+def _family_summary(run: Run) -> FamilyResult:
     metrics = {k.removeprefix("cv_"): v for k, v in run.data.metrics.items() if k.startswith("cv_")}
     return {"family": run.data.tags[lineage.FAMILY], "run_id": run.info.run_id,
             "model_uri": run.data.tags[lineage.MODEL_URI], "cv_metrics": metrics,
             "params": dict(run.data.params)}
 
 
-def select_model(settings: Settings, *, parent_run_id: str, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def select_model(settings: Settings, *, parent_run_id: str,
+                 results: Sequence[FamilyResult | None]) -> SelectedModel:
     """Pick the best family by CV ``target_metric`` (tie-break ``tie_break_metric``)."""
-    results = [r for r in results if r]  # mapped tasks return lists; tolerate None from skipped ones
-    selection = select_best({r["family"]: r["cv_metrics"] for r in results}, metric=settings.target_metric,
+    trained = [r for r in results if r]  # mapped tasks return lists; tolerate None from skipped ones
+    selection = select_best({r["family"]: r["cv_metrics"] for r in trained}, metric=settings.target_metric,
                             tie_break=settings.tie_break_metric)
-    winner = next(r for r in results if r["family"] == selection.winner)
+    winner = next(r for r in trained if r["family"] == selection.winner)
     client, _ = _client(settings)
     client.set_tag(parent_run_id, lineage.SELECTED_FAMILY, selection.winner)
-    client.log_dict(parent_run_id, {"ranking": selection.ranking, "reasons": selection.reasons},
-                    lineage.SELECTION)
+    tracking.log_json(client, parent_run_id, {"ranking": selection.ranking, "reasons": selection.reasons},
+                      lineage.SELECTION)
     for reason in selection.reasons:
         log.info("selection: %s", reason)
     return {**winner, "reasons": selection.reasons, "ranking": selection.ranking}
 
 
-def evaluate_model(settings: Settings, *, parent_run_id: str, selected: dict[str, Any]) -> dict[str, Any]:
+def evaluate_model(settings: Settings, *, parent_run_id: str, selected: SelectedModel) -> HoldoutMetrics:
     """Hold-out metrics and plots of the selected model, logged to its run and the parent run."""
     client, _ = _client(settings)
     test = tracking.load_frame(client, parent_run_id, lineage.FRAME_TEST)
@@ -258,8 +277,8 @@ def evaluate_model(settings: Settings, *, parent_run_id: str, selected: dict[str
     return metrics
 
 
-def register_model(settings: Settings, *, parent_run_id: str, selected: dict[str, Any],
-                   metrics: dict[str, Any]) -> dict[str, Any]:
+def register_model(settings: Settings, *, parent_run_id: str, selected: SelectedModel,
+                   metrics: HoldoutMetrics) -> RegisteredVersion:
     """Register the selected model (idempotent per run) with its SHA-256 and key metrics as tags."""
     client, _ = _client(settings)
     parent_tags = client.get_run(parent_run_id).data.tags
@@ -276,7 +295,7 @@ def register_model(settings: Settings, *, parent_run_id: str, selected: dict[str
     return ref.as_dict()
 
 
-def gate_model(settings: Settings, *, registered: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+def gate_model(settings: Settings, *, registered: RegisteredVersion, metrics: HoldoutMetrics) -> GateVerdict:
     """Check the absolute gates and record the verdict on the model version."""
     decision = check_gates(metrics, accuracy_min=settings.accuracy_min, f1_min=settings.f1_min,
                            ece_max=settings.ece_max)
@@ -288,8 +307,8 @@ def gate_model(settings: Settings, *, registered: dict[str, Any], metrics: dict[
     return decision.as_dict()
 
 
-def assign_alias(settings: Settings, *, registered: dict[str, Any], promote: bool = True,
-                 run_id: str | None = None, actor: str = "autoretrain.training") -> dict[str, Any]:
+def assign_alias(settings: Settings, *, registered: RegisteredVersion, promote: bool = True,
+                 run_id: str | None = None, actor: str = "autoretrain.training") -> AliasAssignment:
     """For a version that passed its gates: ``champion`` when there is none, else ``challenger``.
 
     The move is audited (:func:`autoretrain.registry.move_alias`) under ``run_id`` (default: the
@@ -300,6 +319,7 @@ def assign_alias(settings: Settings, *, registered: dict[str, Any], promote: boo
         return {"alias": None, "version": version, "reason": "promote=false: registered without alias"}
     client, _ = _client(settings)
     champion = registry.alias_version(client, name, registry.CHAMPION)
+    alias: TrainingAlias
     if champion is None or champion.version == version:
         alias, reason = registry.CHAMPION, "no champion yet and the gates pass"
     else:
@@ -321,7 +341,7 @@ def pinned_requirements() -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ all
-def run_training(settings: Settings, key: RunKey) -> dict[str, Any]:
+def run_training(settings: Settings, key: RunKey) -> TrainingResult:
     """Every step in order, in this process (the CLI and benchmarks use this)."""
     started = time.perf_counter()
     loaded = load_data(settings, key)
@@ -337,7 +357,7 @@ def run_training(settings: Settings, key: RunKey) -> dict[str, Any]:
     else:
         alias = {"alias": None, "version": registered["version"], "reason": "gates failed"}
     return {"parent_run_id": parent, "data": loaded, "validation": validated,
-            "families": [{k: r[k] for k in ("family", "cv_metrics")} for r in results],
+            "families": [{"family": r["family"], "cv_metrics": r["cv_metrics"]} for r in results],
             "selected": selected["family"], "holdout": metrics, "registered": registered,
             "gate": gate, "alias": alias, "seconds": round(time.perf_counter() - started, 1)}
 
