@@ -9,9 +9,15 @@ character classes, domain classifier, accuracy/F1/ECE on feedback), logs them wi
 report to the MLflow experiment `autoretrain-monitoring`, upserts the window into
 `drift_windows` and updates the `autoretrain_monitoring` asset. `decide` applies the retrain rule
 (any check over its threshold, or feedback accuracy under `accuracy_floor`, in
-`drift_consecutive_windows` windows in a row). `drift_detected` (a `DriftSensor`) succeeds on
-"retrain": the drift alert is sent and `retrain_compare_promote` is triggered with the reasons;
-otherwise it skips and `no_action` records that nothing was needed. Backfills measure past windows.
+`drift_consecutive_windows` windows in a row) and branches three ways:
+
+* `drift_detected` (a `DriftSensor` on the recorded decision): the drift alert is sent and
+  `retrain_compare_promote` is triggered with the reasons;
+* `awaiting_confirmation`: this window breached, but fewer windows in a row than required: the
+  next run decides (nothing is retrained on one noisy window);
+* `no_action`: nothing breached.
+
+Backfills measure past windows.
 """
 
 from __future__ import annotations
@@ -48,16 +54,18 @@ from autoretrain.airflow.params import monitoring_params
 )
 def monitoring() -> None:
     measure = MeasureDriftOperator(task_id="measure", outlets=[MONITORING_WINDOW])
-    decide = DecideRetrainOperator(task_id="decide")
+    decide = DecideRetrainOperator(task_id="decide", retrain_task_id="drift_detected",
+                                   waiting_task_id="awaiting_confirmation", quiet_task_id="no_action")
     sensor = DriftSensor(task_id="drift_detected")
     alert = DriftAlertOperator(task_id="drift_alert")
     trigger = TriggerDagRunOperator(
         task_id="trigger_retrain", trigger_dag_id="retrain_compare_promote",
         conf={"reason": "drift detected by monitoring", "drift_reasons": XComArg(sensor),
               "monitoring_run_id": "{{ run_id }}"})
-    measure >> decide >> sensor >> [alert, trigger]
+    measure >> decide >> [sensor, RecordActionOperator(task_id="awaiting_confirmation", action="awaiting confirmation"),
+                          RecordActionOperator(task_id="no_action", action="no action")]
+    sensor >> [alert, trigger]
     trigger >> RecordActionOperator(task_id="record_retrain", action="retrain triggered")
-    sensor >> RecordActionOperator(task_id="no_action", action="no action", trigger_rule="all_skipped")
 
 
 monitoring()

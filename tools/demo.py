@@ -173,7 +173,7 @@ def monitor(api: AirflowAPI, start: datetime, end: datetime, label: str) -> dict
     began = time.monotonic()
     follow(api, "monitoring", run_id)
     measured = api.xcom("monitoring", run_id, "measure")
-    decided = api.xcom("monitoring", run_id, "decide")
+    decided = api.xcom("monitoring", run_id, "decide", key="decision")
     drifted = [r for r in measured.get("results", []) if r.get("drifted")]
     say(f"window '{label}': {measured.get('n_predictions')} predictions, "
         f"{len(drifted)} of {len(measured.get('results', []))} checks drifted"
@@ -243,6 +243,9 @@ def main() -> int:
     step("2/6 training DAG through the scheduler (the latest weekly slot), first champion")
     for dag_id in ("training", "monitoring", "retrain_compare_promote", "rollback"):
         api.set_paused(dag_id, False)
+    say("unpaused training, monitoring, retrain_compare_promote, rollback; dataset_validation (weekly, Mondays) "
+        "stays paused: the loop does not need it (unpause it in the UI, or `airflow dags unpause "
+        "dataset_validation`)")
     began = time.monotonic()
     follow(api, "training", first_run(api, "training"))
     timings["training_s"] = round(time.monotonic() - began, 1)
@@ -297,18 +300,63 @@ def main() -> int:
     decision = api.xcom("retrain_compare_promote", retrain_id, "compare", key="decision")
     say(f"champion v{first} -> v{second}; a new campaign message is now '{answer['label']}' "
         f"(p={answer['spam_probability']:.2f}, v{answer['model_version']})")
+    canary = canary_share(settings, api.xcom("retrain_compare_promote", retrain_id, "start_canary"))
+    if canary:
+        say(f"canary window: the challenger answered {canary['challenger']} of {canary['requests']} requests "
+            f"({canary['challenger_share']:.1%}; configured {canary['configured_percent']} % of users)")
+    readme = readme_commands(settings)
+    say(f"README commands, as printed: `autoretrain models` lists {readme['versions']} versions "
+        f"(champion v{readme['champion']}), `autoretrain audit` {readme['moves']} alias moves")
 
     step("6/6 summary")
-    summary = build_summary(settings, first, second, measured, decision, traffic, timings)
+    summary = build_summary(settings, first, second, measured, decision, canary, timings)
     (stack.STATE / "demo-summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(json.dumps(summary, indent=2, default=str))
     print(f"\nThe stack keeps running for browsing (stop it with `make down`):\n{stack.urls()}")
     print(f"Summary saved to {stack.STATE / 'demo-summary.json'}")
-    return 0 if second != first else 1
+    return 0 if second != first and readme["champion"] == second else 1
+
+
+def canary_share(settings: Any, canary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Served requests by variant from the canary's start to the promotion (not over the whole demo)."""
+    from autoretrain.audit import aliases
+    from autoretrain.db.engine import make_engine
+    from autoretrain.serving import prediction_log
+
+    if not canary:
+        return None  # canary_minutes=0: promoted without a canary
+    engine = make_engine(stack.DATABASE_URL)
+    try:
+        promoted = aliases.history(engine, settings.model_name, alias="champion", limit=1)[0].created_at
+        rows = prediction_log.served_between(engine, model_name=settings.model_name,
+                                             since=datetime.fromisoformat(canary["started_at"]), until=promoted)
+    finally:
+        engine.dispose()
+    challenger = sum(r["variant"] == "challenger" for r in rows)
+    return {"from": canary["started_at"], "until": promoted.isoformat(), "requests": len(rows),
+            "challenger": challenger, "challenger_share": round(challenger / max(len(rows), 1), 4),
+            "configured_percent": canary["canary_percent"]}
+
+
+def readme_commands(settings: Any) -> dict[str, Any]:
+    """Run the README's `autoretrain models` and `autoretrain audit` exactly as printed (no variables set).
+
+    They must read the stack's stores by default; a demo whose README commands show an empty store
+    fails here instead of misleading the next person who types them.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AUTORETRAIN_"))}
+    cli = str(stack.BIN / "autoretrain")
+    models = json.loads(subprocess.run([cli, "models"], env=env, capture_output=True, text=True, check=True).stdout)
+    audit = json.loads(subprocess.run([cli, "audit", "--limit", "10"], env=env, capture_output=True, text=True,
+                                      check=True).stdout)
+    champion = next((str(v["version"]) for v in models["versions"] if "champion" in v["aliases"]), None)
+    if not models["versions"] or not audit["moves"] or champion is None:
+        raise SystemExit(f"the README's commands read an empty store: {models} {audit}")
+    return {"versions": len(models["versions"]), "champion": champion, "moves": len(audit["moves"])}
 
 
 def build_summary(settings: Any, first: str | None, second: str | None, windows: dict[str, Any],
-                  decision: dict[str, Any], traffic: BackgroundTraffic, timings: dict[str, Any]) -> dict[str, Any]:
+                  decision: dict[str, Any], canary: dict[str, Any] | None, timings: dict[str, Any]) -> dict[str, Any]:
     from autoretrain import tracking
     from autoretrain.alerts.store import AlertStore
 
@@ -319,8 +367,8 @@ def build_summary(settings: Any, first: str | None, second: str | None, windows:
             return {}
         mv = client.get_model_version(settings.model_name, v)
         return {"version": v, "family": mv.tags.get("autoretrain.family"), "aliases": list(mv.aliases),
-                "holdout": {k.removeprefix("holdout_"): round(float(x), 4) for k, x in mv.tags.items()
-                            if k.startswith("holdout_")}}
+                "own_holdout": {k.removeprefix("holdout_"): round(float(x), 4) for k, x in mv.tags.items()
+                                if k.startswith("holdout_")}}
 
     with AlertStore(stack.DATABASE_URL) as alerts:
         raised = [{"kind": a.kind, "severity": a.severity, "title": a.title, "status": a.status,
@@ -329,10 +377,16 @@ def build_summary(settings: Any, first: str | None, second: str | None, windows:
     return {
         "model": settings.model_name,
         "champion_before": version(first), "champion_after": version(second),
+        "note": ("own_holdout: each version on the hold-out of its own training run (different messages); "
+                 "comparison: both versions on the same messages, the challenger's hold-out with the campaign"),
         "comparison": {"promote": decision.get("promote"), "n": numbers.get("n"),
+                       "same_holdout": {role: {k: (round(float(x), 4) if isinstance(x, float) else x)
+                                               for k, x in (numbers.get(role) or {}).items()
+                                               if k in ("version", "accuracy", "f1", "ece", "fpr")}
+                                        for role in ("champion", "challenger")},
                        "mcnemar": numbers.get("mcnemar"), "reasons": decision.get("reasons")},
         "drift_windows": windows,
-        "canary_traffic": {"requests": traffic.sent, "by_variant": traffic.by_variant},
+        "canary_window": canary,
         "alerts": raised,
         "seconds": {**timings, "total": round(time.monotonic() - STARTED, 1)},
     }

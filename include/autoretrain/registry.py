@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 import tempfile
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -313,9 +315,27 @@ def download_verified(client: MlflowClient, name: str, ref: str, dst: str | Path
     return local, model
 
 
+def quiet_skops_import() -> None:
+    """Import ``skops.io`` (MLflow's sklearn format) with its start-up module scan kept out of the log.
+
+    On import, skops looks up objects by reading an attribute of that name on every loaded module
+    (like pickle's ``whichmodule``). In a process that has imported Airflow, that reads Airflow's
+    deprecated-attribute shims: ~1,160 ``DeprecatedImportWarning`` lines in the task log before the
+    task's own output (issue 15). The warnings are about skops's scan, not about any code of ours,
+    so they are dropped for that import only; every other warning still shows.
+    """
+    if "skops.io" in sys.modules:
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"skops\.")
+        import skops.io  # noqa: F401
+
+
 def load_verified(client: MlflowClient, name: str, ref: str = CHAMPION) -> tuple[Any, ModelRef]:
     """The fitted sklearn pipeline of version/alias ``ref``, after its SHA-256 check."""
     import mlflow.sklearn
+
+    quiet_skops_import()
 
     with tempfile.TemporaryDirectory(prefix="autoretrain-model-") as tmp:
         local, model = download_verified(client, name, ref, tmp)

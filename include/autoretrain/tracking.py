@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,22 @@ def find_or_create_run(client: MlflowClient, experiment_id: str, *, run_key: str
     run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
     log.info("created MLflow run %s (%s) for %s", run.info.run_id, run_name, run_key)
     return run.info.run_id
+
+
+@contextmanager
+def run_closed(client: MlflowClient, run_id: str) -> Generator[None, None, None]:
+    """A step's work on ``run_id``: the run ends FINISHED when the block ends, FAILED when it raises.
+
+    Runs made with ``client.create_run`` stay RUNNING until someone ends them; every run AutoRetrain
+    creates ends in one of the two states, so the MLflow UI never shows a run that is long over as
+    "Running". A retried step reopens the run it finds and ends it again.
+    """
+    try:
+        yield
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
 
 
 def log_json(client: MlflowClient, run_id: str, payload: Mapping[str, Any], path: str) -> None:

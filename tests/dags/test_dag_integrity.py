@@ -19,8 +19,8 @@ HEAVY = ("mlflow", "sklearn", "pandas", "numpy", "scipy", "evidently", "boto3", 
 EXPECTED_GRAPHS = {
     "dataset_validation": {"validate": {"snapshot"}, "snapshot": set()},
     "monitoring": {
-        "measure": {"decide"}, "decide": {"drift_detected"},
-        "drift_detected": {"drift_alert", "trigger_retrain", "no_action"},
+        "measure": {"decide"}, "decide": {"drift_detected", "awaiting_confirmation", "no_action"},
+        "drift_detected": {"drift_alert", "trigger_retrain"}, "awaiting_confirmation": set(),
         "drift_alert": set(), "trigger_retrain": {"record_retrain"}, "record_retrain": set(), "no_action": set(),
     },
     "training": {

@@ -335,6 +335,13 @@ def test_training_runs_on_celery_workers_with_the_compose_environment(mlflow_ser
         print("  train tasks ran on: " + ", ".join(
             f"{_key(ti)} {executions[ti['id']][0].split('@')[0]}" for ti in tis if ti["task_id"] == "train"))
 
+        # the task logs hold the project's own lines, not skops's import-time flood (~1,160 lines each, issue 15)
+        logs = {_key(ti): api.task_log("training", run_id, ti["task_id"], try_number=ti["try_number"],
+                                       map_index=ti["map_index"]) for ti in tis if ti["state"] == "success"}
+        flooded = {key: sum("DeprecatedImportWarning" in line for line in lines) for key, lines in logs.items()}
+        assert flooded == dict.fromkeys(logs, 0), flooded
+        assert any("hold-out of" in line for line in logs["evaluate"]), logs["evaluate"][-20:]
+
     from autoretrain import tracking
     from autoretrain.config import load_settings
 

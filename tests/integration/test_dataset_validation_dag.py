@@ -128,7 +128,7 @@ def test_bad_data_fails_at_validate_alerts_and_snapshots_nothing(airflow_db, env
     assert [(r.path, r.body) for r in receiver.requests] == [
         (receiver.webhook_url.removeprefix(receiver.base), {"text": expected.text, "unfurl_links": False,
                                                             "unfurl_media": False})]
-    assert "- duplicates (score 0.5, limit 0.2): 600 repeated text(s) (50.0%)" in expected.text
+    assert "• duplicates 0.5 > limit 0.2: 600 repeated text(s) (50.0%)" in expected.text
     rows = _alert_rows(db)
     assert [(r["kind"], r["severity"], r["status"], r["transport"], r["dag_id"], r["task_id"], r["run_id"])
             for r in rows] == [("validation_failed", "critical", "sent", "slack_webhook", "dataset_validation",

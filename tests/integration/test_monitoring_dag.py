@@ -79,6 +79,7 @@ def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(a
     states = task_states(run)
     assert states["measure"] == states["decide"] == "success"
     assert states["drift_detected"] == "skipped" and states["no_action"] == "success"
+    assert states["awaiting_confirmation"] == "skipped"
     assert states["trigger_retrain"] == "skipped" and states["drift_alert"] == "skipped"
     row = monitoring.read_window_row(settings, start=base, end=quiet_end)
     assert row["n_predictions"] == 400 and row["n_labelled"] == 400
@@ -101,7 +102,7 @@ def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(a
                                 "drift_consecutive_windows": 1})
     states = task_states(run)
     assert states["drift_detected"] == "success" and states["no_action"] == "skipped"
-    assert states["drift_alert"] == "success"
+    assert states["awaiting_confirmation"] == "skipped" and states["drift_alert"] == "success"
     assert states["trigger_retrain"] == "success" and states["record_retrain"] == "success"
     conf = retrain_conf_triggered_by(run)
     assert conf["reason"] == "drift detected by monitoring"
@@ -119,11 +120,39 @@ def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(a
     assert {a.path for a in client.list_artifacts(row["mlflow_run_id"], "reports")} == {
         "reports/evidently_drift_report.html"}
 
+    # a third window breaches too, but three in a row are required: the run says it waits, and which
+    # window it ignored (an empty hour between them) and why
+    empty_end = drifted_end + timedelta(hours=1)
+    dag_from_bag("monitoring").test(run_conf={"window_end": empty_end.isoformat(), "window_hours": 1})
+    third_start = empty_end
+    _log(engine, [(text, "spam") for text in _campaign(200, seed=8)] + ham, start=third_start,
+         model_name=settings.model_name)
+    third_end = third_start + timedelta(hours=6)
+    run = dag_from_bag("monitoring").test(run_conf={"window_end": third_end.isoformat(), "window_hours": 6,
+                                                    "drift_consecutive_windows": 3})
+    states = task_states(run)
+    assert states["awaiting_confirmation"] == "success", states
+    assert states["drift_detected"] == states["no_action"] == states["trigger_retrain"] == "skipped"
+    row = monitoring.read_window_row(settings, start=third_start, end=third_end)
+    assert row["action"] == "awaiting confirmation" and row["retrain"] is False
+    assert row["decision"]["reasons"][0] == "2 consecutive breaching window(s), 3 required: waiting"
+    assert ("window 2026-11-02 12:00:00 - 13:00:00 UTC ignored: insufficient data: 0 messages in the window, "
+            "fewer than 100") in row["decision"]["reasons"]
+
+    # every monitoring run ended, each named after the window it measured (the quiet one was measured twice)
+    experiment = client.get_experiment_by_name(settings.monitoring_experiment).experiment_id
+    runs = client.search_runs([experiment],
+                              filter_string=f"tags.`autoretrain.run_key` LIKE 'monitoring/{settings.model_name}/%'")
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert sorted(r.info.run_name for r in runs) == [
+        "window 2026-11-02 00:00:00 - 06:00:00 UTC", "window 2026-11-02 06:00:00 - 12:00:00 UTC",
+        "window 2026-11-02 12:00:00 - 13:00:00 UTC", "window 2026-11-02 13:00:00 - 19:00:00 UTC"]
+
     # the same window again replaces its row instead of adding one (idempotent per window)
     monitoring.measure_window(settings, start=drifted_start, end=drifted_end)
     with engine.connect() as conn:
         count = conn.execute(sa.select(sa.func.count()).select_from(monitoring.drift_windows)).scalar_one()
-    assert count == 2
+    assert count == 4
 
 
 def test_window_without_a_champion_ends_in_no_action_at_once(airflow_db, env, monkeypatch):

@@ -131,17 +131,21 @@ def test_failure_callback_posts_through_the_webhook_notifier(settings, slack_rec
     rejected = DatasetRejected({"source": "s3://data/sms.tsv", "failures": [
         {"name": "minimum_samples", "score": 12.0, "threshold": 1000.0, "details": "12 rows, need at least 1000"}]})
     on_task_failure(_context(rejected))
-    run_link = "Airflow: http://localhost:8080/dags/training/runs/manual__1"
+    run = "http://localhost:8080/dags/training/runs/manual__1"
     assert [r.body for r in slack_receiver.requests] == [
         _webhook_body(":red_circle: *Task failed: training.register*\n"
-                      "Run: manual__1 (try 3)\n"
+                      "Run `manual__1`, try 3\n"
                       "Error: registry call to [EMAIL] failed\n"
-                      "Logs: http://localhost:8080/dags/training/runs/manual__1/tasks/register\n" + run_link),
+                      "*Done:* no more retries; the tasks after it did not run\n"
+                      "*You can:* read the task log, fix the cause, then clear the task in Airflow to run it again\n"
+                      f"<{run}|Airflow run> · <{run}/tasks/register|task log>"),
         _webhook_body(":red_circle: *Dataset validation failed*\n"
-                      "Source: s3://data/sms.tsv\n"
-                      "Run: manual__1\n"
-                      "1 blocking check(s) failed; no model is trained on this data:\n"
-                      "- minimum_samples (score 12, limit 1000): 12 rows, need at least 1000\n" + run_link),
+                      "Source `s3://data/sms.tsv`, run `manual__1`\n"
+                      "1 blocking check(s) failed:\n"
+                      "• minimum_samples 12 > limit 1000: 12 rows, need at least 1000\n"
+                      "*Done:* no model is trained on this data; the champion keeps serving\n"
+                      "*You can:* fix the data at its source, or run again with another data source\n"
+                      f"<{run}|Airflow run>"),
     ]
     assert [r[:2] for r in _rows(settings)] == [("task_failure", "sent"), ("validation_failed", "sent")]
 
@@ -163,11 +167,12 @@ def test_alert_task_succeeds_whether_or_not_slack_answers(settings, slack_receiv
     context = {**_context(RuntimeError("unused")), "dag": SimpleNamespace(dag_id="rollback")}
     assert operator.execute(context)["status"] == "sent"
     text = (":red_circle: *sms-spam rolled back to version 4*\n"
-            "Run: manual__1\n"
-            "champion: version 5 -> version 4\n"
+            "Champion: version 5 → version 4 (run `manual__1`)\n"
             "Reason: accuracy 0.91 < floor 0.93 on 2,000 labelled predictions\n"
-            "Airflow: http://localhost:8080/dags/rollback/runs/manual__1\n"
-            "MLflow: http://mlflow.internal:5000/#/runs/0f1e2d3c")
+            "*Done:* version 4 serves all traffic again\n"
+            "*You can:* find out what was wrong with version 5 before the next promotion\n"
+            "<http://localhost:8080/dags/rollback/runs/manual__1|Airflow run> · "
+            "<http://mlflow.internal:5000/#/runs/0f1e2d3c|MLflow>")
     assert [r.body for r in slack_receiver.requests] == [_api_body("#ops-critical", text)]
 
     monkeypatch.setenv("AUTORETRAIN_SLACK_CONN_ID", "slack_never_defined")

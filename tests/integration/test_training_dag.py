@@ -50,6 +50,10 @@ def test_first_run_makes_a_verified_champion_second_a_challenger(airflow_db, env
     assert artifacts == {"plots/confusion_matrix.png", "plots/roc.png", "plots/pr.png", "plots/reliability.png"}
     assert {i.dataset.name for i in parent.inputs.dataset_inputs} == {f"{settings.model_name}-train",
                                                                        f"{settings.model_name}-test"}
+    family_runs = client.search_runs([parent.info.experiment_id],
+                                     filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(family_runs) == 2 and parent.info.status == "FINISHED"
+    assert {r.info.status for r in family_runs} == {"FINISHED"}  # every run the DAG made has ended
 
     second = dag_from_bag("training").test(run_conf=FAST)
     assert second.state == "success"
@@ -83,6 +87,10 @@ def test_broken_dataset_never_reaches_training(airflow_db, env, tmp_path):
     assert states["load"] == "failed"
     assert "success" not in {states.get(t) for t in ("train", "register", "alias")}
     assert client.search_registered_models(f"name = '{settings.model_name}'") == []
+    # the run that snapshotted nothing usable ended FAILED, not "Running" forever
+    (parent,) = client.search_runs([client.get_experiment_by_name(settings.experiment_name).experiment_id],
+                                   filter_string=f"tags.`airflow.run_id` = '{run.run_id}'")
+    assert parent.info.status == "FAILED"
 
 
 def test_a_run_with_an_untouched_form_uses_the_workers_settings(airflow_db, env, monkeypatch):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +107,23 @@ def test_folder_without_files_is_refused(tmp_path: Path, layout: str) -> None:
 def test_missing_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelIntegrityError, match="holds no files to hash"):
         tree_sha256(tmp_path / "does-not-exist")
+
+
+SKOPS_IMPORT = """
+import airflow.sdk, airflow.utils  # what every task process has imported
+{how}
+print("IMPORTED")
+"""
+
+
+@pytest.mark.parametrize(("how", "flood"), [
+    ("import skops.io", True),  # the control: the flood that issue 15 measured in every task log
+    ("from autoretrain.registry import quiet_skops_import; quiet_skops_import()", False),
+])
+def test_skops_import_does_not_flood_a_task_log(how, flood, tmp_path):
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", SKOPS_IMPORT.format(how=how)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0 and "IMPORTED" in done.stdout, done.stderr[-2000:]
+    lines = sum("DeprecatedImportWarning" in line for line in (done.stdout + done.stderr).splitlines())
+    assert (lines > 100) if flood else (lines == 0), lines

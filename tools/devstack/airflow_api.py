@@ -111,6 +111,14 @@ class AirflowAPI:
         path = f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances?limit=1000"
         return self._request("GET", path)["task_instances"]
 
+    def task_log(self, dag_id: str, run_id: str, task_id: str, *, try_number: int = 1,
+                 map_index: int = -1) -> list[str]:
+        """The lines of one try's task log (structured events as JSON), as the UI's log view has them."""
+        path = (f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}/logs/{try_number}"
+                f"?full_content=true&map_index={map_index}")
+        content = self._request("GET", path).get("content") or []
+        return [item if isinstance(item, str) else json.dumps(item) for item in content]
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
         """The value a task pushed (JSON), e.g. the dict an operator returned."""
         path = (f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}/xcomEntries/{_q(key)}"

@@ -16,24 +16,27 @@ from __future__ import annotations
 
 import importlib
 import time
+import warnings
 
 from airflow.executors.local_executor import LocalExecutor
 
 # Third-party only: importing them has no side effects beyond memory (~300 MB shared copy-on-write).
 PRELOAD = ("numpy", "pandas", "scipy.stats", "sklearn.base", "sklearn.model_selection", "sklearn.linear_model",
            "sklearn.feature_extraction.text", "sklearn.calibration", "sklearn.metrics", "mlflow",
-           "mlflow.tracking", "mlflow.sklearn", "mlflow.models")
+           "mlflow.tracking", "mlflow.sklearn", "mlflow.models", "skops.io")
 
 
 def preload(modules: tuple[str, ...] = PRELOAD) -> tuple[list[str], float]:
     """Import ``modules``; return those that could not be imported and the seconds it took."""
     started = time.monotonic()
     missing = []
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
+    with warnings.catch_warnings():  # skops's import-time module scan: see registry.quiet_skops_import
+        warnings.filterwarnings("ignore", module=r"skops\.")
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                missing.append(name)
     return missing, time.monotonic() - started
 
 

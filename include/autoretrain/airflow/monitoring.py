@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import BaseOperator, BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk import BaseBranchOperator, BaseOperator, BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSkipException
 
 from autoretrain.airflow.alerting import DeliveryRecord
@@ -49,15 +49,28 @@ class MeasureDriftOperator(BaseOperator):
         return measure_window(settings_for(context), start=start, end=end)
 
 
-class DecideRetrainOperator(BaseOperator):
-    """Retrain or not, with hysteresis over the latest windows; recorded on the window's row."""
+class DecideRetrainOperator(BaseBranchOperator):
+    """Retrain or not, with hysteresis over the latest windows; recorded on the window's row.
+
+    Branches to ``retrain_task_id`` (the drift path), ``waiting_task_id`` (the window breached but
+    the breach is not confirmed yet: fewer than ``drift_consecutive_windows`` in a row) or
+    ``quiet_task_id`` (nothing to do). The decision is pushed as XCom ``decision``.
+    """
+
+    def __init__(self, *, retrain_task_id: str, waiting_task_id: str, quiet_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.retrain_task_id, self.waiting_task_id, self.quiet_task_id = retrain_task_id, waiting_task_id, quiet_task_id
 
     @maps_errors
-    def execute(self, context: Context) -> RetrainDecision:
+    def choose_branch(self, context: Context) -> str:
         from autoretrain.monitoring.windows import decide_window
 
         start, end = window_of(context)
-        return decide_window(settings_for(context), start=start, end=end)
+        decision: RetrainDecision = decide_window(settings_for(context), start=start, end=end)
+        context["ti"].xcom_push(key="decision", value=decision)
+        if decision["retrain"]:
+            return self.retrain_task_id
+        return self.waiting_task_id if decision.get("streak", 0) > 0 else self.quiet_task_id
 
 
 class DriftSensor(BaseSensorOperator):

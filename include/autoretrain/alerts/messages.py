@@ -64,61 +64,102 @@ def mlflow_model_url(tracking_uri: str, name: str, version: str | int) -> str | 
 
 
 # ------------------------------------------------------------------------------------- builders
-def _clip(text: Any, limit: int = 500) -> str:
+#: listed items (checks, reasons) per alert; the rest is one link away
+MAX_ITEMS = 6
+LINK_LABELS = {"airflow": "Airflow run", "mlflow": "MLflow", "log": "task log"}
+
+
+def _clip(text: Any, limit: int = 200) -> str:
+    """One line of at most ``limit`` characters, cut at a word boundary (never inside a figure)."""
     text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0]
+    return cut + "…"
 
 
-def _alert(kind: str, severity: str, title: str, body: Sequence[str], *, dedup_key: str,
-           airflow_url: str | None, mlflow_url: str | None) -> Alert:
+def _num(value: Any) -> str:
+    """A figure as people read it: four significant digits (0.0312, 0.9815, 1000)."""
+    try:
+        return f"{float(value):.4g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _items(lines: Sequence[str], *, more: str) -> list[str]:
+    """At most :data:`MAX_ITEMS` bullet lines, then how many more there are and where."""
+    shown = [f"• {line}" for line in lines[:MAX_ITEMS]]
+    if len(lines) > MAX_ITEMS:
+        shown.append(f"• … and {len(lines) - MAX_ITEMS} more ({more})")
+    return shown
+
+
+def _alert(kind: str, severity: str, title: str, body: Sequence[str], *, done: str, todo: str, dedup_key: str,
+           airflow_url: str | None, mlflow_url: str | None, log_url: str | None = None) -> Alert:
+    """The Slack-formatted text: title, the few figures that matter, what was done, what a person may do, links."""
     links = tuple((k, v) for k, v in (("airflow", airflow_url), ("mlflow", mlflow_url)) if v)
-    lines = [f"{ICONS[severity]} *{title}*", *body]
-    lines += [f"{'Airflow' if k == 'airflow' else 'MLflow'}: {v}" for k, v in links]
+    targets = [*links, *([("log", log_url)] if log_url else [])]
+    link_line = " · ".join(f"<{url}|{LINK_LABELS[kind]}>" for kind, url in targets)
+    lines = [f"{ICONS[severity]} *{title}*", *body, f"*Done:* {done}", f"*You can:* {todo}"]
+    if link_line:
+        lines.append(link_line)
     text = "\n".join(lines)
-    if len(text) > MAX_TEXT_CHARS:
-        text = text[: MAX_TEXT_CHARS - 3] + "..."
+    if len(text) > MAX_TEXT_CHARS:  # never cut a line in half: drop whole lines from the end of the body
+        text = text[: MAX_TEXT_CHARS - 2].rsplit("\n", 1)[0] + "\n…"
     return Alert(kind=kind, severity=severity, title=title, text=text, dedup_key=dedup_key, links=links)
 
 
 def _check_line(check: Mapping[str, Any]) -> str:
-    score, threshold = float(check.get("score", 0.0)), float(check.get("threshold", 0.0))
-    details = f": {_clip(redact(check['details']), 300)}" if check.get("details") else ""
-    return f"- {check['name']} (score {score:.4g}, limit {threshold:.4g}){details}"
+    """``name score > limit``, and a short redacted detail when the check gives one as text."""
+    line = f"{check['name']} {_num(check.get('score', 0.0))} > limit {_num(check.get('threshold', 0.0))}"
+    details = check.get("details")
+    if isinstance(details, str) and details.strip():  # structured details stay in MLflow, not in the message
+        line += f": {_clip(redact(details), 120)}"
+    elif isinstance(details, Mapping) and details.get("emerging_terms"):  # the one detail worth a glance
+        terms = [str(t.get("term")) for t in details["emerging_terms"][:5] if isinstance(t, Mapping)]
+        line += f": new or surging terms {_clip(redact(', '.join(terms)), 80)}"
+    return line
 
 
 def task_failure_alert(*, dag_id: str, task_id: str, run_id: str, try_number: int | None,
                        error: str | None, airflow_url: str | None = None, log_url: str | None = None,
                        mlflow_url: str | None = None) -> Alert:
     """A task failed for good (retries exhausted)."""
-    body = [f"Run: {run_id} (try {try_number or '?'})"]
+    body = [f"Run `{run_id}`, try {try_number or '?'}"]
     if error:
-        body.append(f"Error: {_clip(redact(error))}")
-    if log_url:
-        body.append(f"Logs: {log_url}")
+        body.append(f"Error: {_clip(redact(error), 300)}")
     return _alert("task_failure", "critical", f"Task failed: {dag_id}.{task_id}", body,
-                  dedup_key=f"task_failure:{dag_id}.{task_id}", airflow_url=airflow_url, mlflow_url=mlflow_url)
+                  done="no more retries; the tasks after it did not run",
+                  todo="read the task log, fix the cause, then clear the task in Airflow to run it again",
+                  dedup_key=f"task_failure:{dag_id}.{task_id}", airflow_url=airflow_url, mlflow_url=mlflow_url,
+                  log_url=log_url)
 
 
 def validation_failure_alert(*, source: str, failures: Sequence[Mapping[str, Any]], run_id: str,
                              airflow_url: str | None = None, mlflow_url: str | None = None) -> Alert:
     """A dataset failed blocking checks: no training starts on it."""
     names = sorted(str(f["name"]) for f in failures)
-    body = [f"Source: {_clip(source, 200)}", f"Run: {run_id}",
-            f"{len(failures)} blocking check(s) failed; no model is trained on this data:",
-            *(_check_line(f) for f in failures)]
+    body = [f"Source `{_clip(redact(source), 160)}`, run `{run_id}`",
+            f"{len(failures)} blocking check(s) failed:",
+            *_items([_check_line(f) for f in failures], more="the validation report")]
     return _alert("validation_failed", "critical", "Dataset validation failed", body,
+                  done="no model is trained on this data; the champion keeps serving",
+                  todo="fix the data at its source, or run again with another data source",
                   dedup_key=f"validation_failed:{source}:{','.join(names)}", airflow_url=airflow_url,
                   mlflow_url=mlflow_url)
 
 
 def drift_alert(*, model_name: str, checks: Sequence[Mapping[str, Any]], run_id: str,
-                airflow_url: str | None = None, mlflow_url: str | None = None) -> Alert:
+                airflow_url: str | None = None, mlflow_url: str | None = None,
+                action: str = "retrain_compare_promote was triggered to train and compare a challenger") -> Alert:
     """Live inputs or predictions drifted from the training reference."""
     drifted = [c for c in checks if c.get("drifted", not c.get("passed", True))]
+    drifted.sort(key=lambda c: float(c.get("score", 0.0)) - float(c.get("threshold", 0.0)), reverse=True)
     names = sorted(str(c["name"]) for c in drifted)
-    body = [f"Run: {run_id}", f"{len(drifted)} of {len(checks)} drift check(s) over their limit:",
-            *(_check_line(c) for c in drifted)]
-    return _alert("drift", "warning", f"Drift detected for {model_name}", body,
+    body = [f"{len(drifted)} of {len(checks)} drift checks over their limit (monitoring run `{run_id}`):",
+            *_items([_check_line(c) for c in drifted], more="all scores in the MLflow run")]
+    return _alert("drift", "warning", f"Drift detected for {model_name}", body, done=action,
+                  todo="follow the retrain run; the champion serves until a challenger is promoted",
                   dedup_key=f"drift:{model_name}:{','.join(names)}", airflow_url=airflow_url,
                   mlflow_url=mlflow_url)
 
@@ -128,8 +169,10 @@ def regression_alert(*, model_name: str, version: str | int, metric: str, value:
                      mlflow_url: str | None = None) -> Alert:
     """The champion's live metric fell below its floor."""
     span = f" over {window}" if window else ""
-    body = [f"Run: {run_id}", f"{metric} {value:.4f}{span} is below the floor {floor:.4f}"]
+    body = [f"{metric} {_num(value)}{span} is below the floor {_num(floor)} (run `{run_id}`)"]
     return _alert("regression", "critical", f"{model_name} version {version} regressed", body,
+                  done=f"version {version} keeps serving",
+                  todo="roll back with the rollback DAG (or `autoretrain rollback`), or trigger a retrain",
                   dedup_key=f"regression:{model_name}:{version}:{metric}", airflow_url=airflow_url,
                   mlflow_url=mlflow_url)
 
@@ -138,10 +181,13 @@ def promotion_alert(*, model_name: str, version: str | int, previous_version: st
                     reasons: Sequence[str], run_id: str, airflow_url: str | None = None,
                     mlflow_url: str | None = None) -> Alert:
     """A challenger became champion."""
-    was = f" (was version {previous_version})" if previous_version is not None else ""
-    body = [f"Run: {run_id}", f"champion is now version {version}{was}",
-            *(f"- {_clip(redact(r), 300)}" for r in reasons)]
+    was = f", replacing version {previous_version}" if previous_version is not None else ""
+    body = [f"Version {version} is champion{was} (run `{run_id}`). Why:",
+            *_items([_clip(redact(r)) for r in reasons], more="the alias audit")]
+    kept = f"; version {previous_version} is kept as previous" if previous_version is not None else ""
     return _alert("promotion", "info", f"{model_name} version {version} promoted to champion", body,
+                  done=f"the prediction service swaps to version {version} on its next poll{kept}",
+                  todo="roll back in one step with the rollback DAG (or `autoretrain rollback`)",
                   dedup_key=f"promotion:{model_name}:{version}", airflow_url=airflow_url, mlflow_url=mlflow_url)
 
 
@@ -149,18 +195,23 @@ def rejection_alert(*, model_name: str, version: str | int, champion_version: st
                     reasons: Sequence[str], run_id: str, airflow_url: str | None = None,
                     mlflow_url: str | None = None) -> Alert:
     """A challenger was not promoted; the champion stays."""
-    kept = f"champion stays version {champion_version}" if champion_version is not None else "no champion"
-    body = [f"Run: {run_id}", kept, *(f"- {_clip(redact(r), 300)}" for r in reasons)]
+    kept = f"version {champion_version} stays champion" if champion_version is not None else "there is no champion"
+    body = [f"Version {version} was not promoted (run `{run_id}`). Why:",
+            *_items([_clip(redact(r)) for r in reasons], more="the comparison in MLflow")]
     return _alert("rejection", "info", f"{model_name} version {version} rejected", body,
+                  done=f"{kept}; version {version} gets no alias",
+                  todo="read the comparison and model card in MLflow; more labelled data starts another retrain",
                   dedup_key=f"rejection:{model_name}:{version}", airflow_url=airflow_url, mlflow_url=mlflow_url)
 
 
 def rollback_alert(*, model_name: str, from_version: str | int, to_version: str | int, reason: str,
                    run_id: str, airflow_url: str | None = None, mlflow_url: str | None = None) -> Alert:
     """The champion alias went back to a previous version."""
-    body = [f"Run: {run_id}", f"champion: version {from_version} -> version {to_version}",
+    body = [f"Champion: version {from_version} → version {to_version} (run `{run_id}`)",
             f"Reason: {_clip(redact(reason), 300)}"]
     return _alert("rollback", "critical", f"{model_name} rolled back to version {to_version}", body,
+                  done=f"version {to_version} serves all traffic again",
+                  todo=f"find out what was wrong with version {from_version} before the next promotion",
                   dedup_key=f"rollback:{model_name}:{from_version}->{to_version}", airflow_url=airflow_url,
                   mlflow_url=mlflow_url)
 
@@ -169,9 +220,12 @@ def gate_failure_alert(*, model_name: str, version: str | int, reasons: Sequence
                        airflow_url: str | None = None, mlflow_url: str | None = None) -> Alert:
     """A newly trained version failed its absolute quality gates (it gets no alias)."""
     failed = [r for r in reasons if "FAIL" in r or "missing" in r] or list(reasons)
-    body = [f"Run: {run_id}", *(f"- {_clip(redact(r), 300)}" for r in failed)]
+    body = [f"Version {version} (run `{run_id}`) failed:",
+            *_items([_clip(redact(r)) for r in failed], more="its model card")]
     return _alert("gate_failed", "warning",
                   f"{model_name} version {version} failed its quality gates and gets no alias", body,
+                  done="the version is registered without an alias; the champion is unchanged",
+                  todo="read its model card in MLflow; more or cleaner training data usually fixes it",
                   dedup_key=f"gate_failed:{model_name}:{version}", airflow_url=airflow_url, mlflow_url=mlflow_url)
 
 

@@ -59,6 +59,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     """List the registered versions of the model with their aliases and key metrics."""
     from autoretrain import tracking
+    from autoretrain.data.sources import redact_uri
 
     settings = _settings(args)
     client = tracking.client_for(settings)
@@ -73,7 +74,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         rows.append({"version": mv.version, "aliases": sorted(aliases.get(str(mv.version), [])),
                      "family": tags.get(lineage.FAMILY), "gates": tags.get(lineage.GATES),
                      "holdout_f1": tags.get("holdout_f1"), "created": mv.creation_timestamp})
-    print(json.dumps({"model": settings.model_name, "versions": rows}, indent=2))
+    store = settings.resolved_tracking_uri()
+    if not rows:  # say which store was read: an empty answer from the wrong store looks like an empty registry
+        log.warning("no versions of %s in the MLflow store %s (set --tracking-uri or MLFLOW_TRACKING_URI for "
+                    "another one; `make demo` and `make up` use this checkout's store)", settings.model_name,
+                    redact_uri(store))
+    print(json.dumps({"model": settings.model_name, "tracking_uri": redact_uri(store), "versions": rows}, indent=2))
     return 0
 
 

@@ -112,11 +112,16 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     """Print the alias audit of the model, newest first."""
     from autoretrain.audit import aliases
+    from autoretrain.db.engine import database_url, redacted
 
     settings = _settings(args)
+    url = redacted(database_url(settings))
     with aliases.engine_for(settings) as engine:
         records = aliases.history(engine, settings.model_name, alias=args.alias, limit=args.limit)
-    _print({"model": settings.model_name, "moves": [
+    if not records:  # say which database was read (see cmd_models)
+        log.warning("no alias moves of %s in %s (set AUTORETRAIN_DATABASE_URL for another database; `make demo` "
+                    "and `make up` use this checkout's)", settings.model_name, url)
+    _print({"model": settings.model_name, "database": url, "moves": [
         {k: r.as_dict()[k] for k in ("created_at", "alias", "action", "from_version", "to_version", "actor",
                                      "run_id", "reason")} for r in records]})
     return 0

@@ -16,7 +16,7 @@ import json
 import logging
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,17 +157,19 @@ def decide_window(settings: Settings, *, start: datetime, end: datetime) -> Retr
     engine = engine_for(settings)
     t = drift_windows
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(t.c.report).where(t.c.model_name == settings.model_name,
-                                                        t.c.window_end <= end)
+        rows = conn.execute(sa.select(t.c.report, t.c.window_start, t.c.window_end)
+                            .where(t.c.model_name == settings.model_name, t.c.window_end <= end)
                             .order_by(t.c.window_end.desc()).limit(max(settings.drift_consecutive_windows, 1) * 4)
                             ).all()
-    history = [json.loads(r.report) for r in reversed(rows)]
+    rows = list(reversed(rows))
+    history = [json.loads(r.report) for r in rows]
     decision: RetrainDecision
     if not history:  # no streak to report either
         decision = {"retrain": False, "reasons": ["no measured window: nothing to decide"]}
     else:
+        names = [window_run_name(Window(_aware(r.window_start), _aware(r.window_end), [], [], [])) for r in rows]
         decision = decide_retrain(history, consecutive=settings.drift_consecutive_windows,
-                                  accuracy_floor=settings.accuracy_floor).as_dict()
+                                  accuracy_floor=settings.accuracy_floor, names=names).as_dict()
     with engine.begin() as conn:
         conn.execute(sa.update(t).where(t.c.model_name == settings.model_name, t.c.window_start == start,
                                         t.c.window_end == end)
@@ -233,19 +235,31 @@ def _log_to_mlflow(settings: Settings, client: Any, *, window: Window, report: D
 
     experiment = tracking.ensure_experiment(client, settings.monitoring_experiment)
     key = f"monitoring/{settings.model_name}/{window.start.isoformat()}/{window.end.isoformat()}"
-    run_id = tracking.find_or_create_run(client, experiment, run_key=key,
-                                         run_name=f"window {window.start:%Y-%m-%d %H:%M}",
+    run_id = tracking.find_or_create_run(client, experiment, run_key=key, run_name=window_run_name(window),
                                          tags={lineage.STAGE: "monitoring",
                                                lineage.MODEL_VERSION: champion.ref.version})
-    client.log_metric(run_id, "n_predictions", len(window.texts))
-    for result in report.get("results", []):
-        client.log_metric(run_id, f"{result['name']}_score", float(result["score"]))
-        client.log_metric(run_id, f"{result['name']}_threshold", float(result["threshold"]))
-        client.log_metric(run_id, f"{result['name']}_drifted", float(bool(result["drifted"])))
-    tracking.log_json(client, run_id, report, lineage.DRIFT_REPORT)
-    if not report.get("insufficient_data"):
-        _log_evidently(client, run_id, settings=settings, window=window, champion=champion)
+    with tracking.run_closed(client, run_id):
+        client.log_metric(run_id, "n_predictions", len(window.texts))
+        for result in report.get("results", []):
+            client.log_metric(run_id, f"{result['name']}_score", float(result["score"]))
+            client.log_metric(run_id, f"{result['name']}_threshold", float(result["threshold"]))
+            client.log_metric(run_id, f"{result['name']}_drifted", float(bool(result["drifted"])))
+        tracking.log_json(client, run_id, report, lineage.DRIFT_REPORT)
+        if not report.get("insufficient_data"):
+            _log_evidently(client, run_id, settings=settings, window=window, champion=champion)
     return run_id
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every time stored here is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def window_run_name(window: Window) -> str:
+    """``window 2026-03-02 06:00:00 - 12:00:00 UTC``: which window a monitoring run measured (unique per window)."""
+    same_day = window.start.date() == window.end.date()
+    end = f"{window.end:%H:%M:%S}" if same_day else f"{window.end:%Y-%m-%d %H:%M:%S}"
+    return f"window {window.start:%Y-%m-%d %H:%M:%S} - {end} UTC"
 
 
 def _log_evidently(client: Any, run_id: str, *, settings: Settings, window: Window, champion: Champion) -> None:

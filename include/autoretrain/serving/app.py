@@ -22,6 +22,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -41,6 +42,9 @@ from autoretrain.serving.service import Answer, NotReady, PredictionService, Sha
 from autoretrain.serving.telemetry import BodyTooLarge, ServingMetrics, TelemetryMiddleware
 
 log = logging.getLogger(__name__)
+
+#: where /docs and /redoc load their Swagger UI and ReDoc assets from (this service, not a CDN)
+DOCS_ASSETS = "/docs-assets"
 
 Responses = dict[int | str, dict[str, Any]]  # FastAPI's ``responses=``: status -> OpenAPI response
 _ERRORS: Responses = {401: {"model": schemas.ErrorResponse, "description": "missing or wrong bearer token"},
@@ -139,9 +143,11 @@ def create_app(settings: Settings, *, lookup: Lookup | None = None, loader: Load
             engine.dispose()
             log.info("stopped: %d predictions logged, %d dropped", stats.written, stats.dropped)
 
-    app = FastAPI(title="AutoRetrain prediction service", version=autoretrain.__version__, lifespan=lifespan,
-                  description=f"Classifies messages with `models:/{settings.model_name}@champion` "
-                              "(and the challenger in shadow, canary or A/B mode).")
+    # /docs and /redoc with Swagger UI and ReDoc served from the package (fastapi-offline), not a CDN
+    app = FastAPIOffline(title="AutoRetrain prediction service", version=autoretrain.__version__, lifespan=lifespan,
+                         description=f"Classifies messages with `models:/{settings.model_name}@champion` "
+                                     "(and the challenger in shadow, canary or A/B mode).",
+                         static_url=DOCS_ASSETS)
     app.state.service, app.state.engine = service, engine
     _add_error_handlers(app)
     bodies = schemas.request_models(settings)

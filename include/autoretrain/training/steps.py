@@ -101,6 +101,12 @@ def load_data(settings: Settings, key: RunKey, *, feedback_until: datetime | Non
     parent = tracking.find_or_create_run(
         client, experiment_id, run_key=str(key), run_name=f"{key.dag_id} {key.run_id}",
         tags={lineage.AIRFLOW_DAG_ID: key.dag_id, lineage.AIRFLOW_RUN_ID: key.run_id, lineage.STAGE: "training"})
+    with tracking.run_closed(client, parent):
+        return _snapshot_sources(settings, client, parent, feedback_until=feedback_until)
+
+
+def _snapshot_sources(settings: Settings, client: MlflowClient, parent: str, *,
+                      feedback_until: datetime | None) -> LoadedData:
     uri = settings.resolved_data_uri()
     dataset = read_dataset(uri, labels=settings.labels, text_column=settings.text_column,
                            label_column=settings.label_column)
@@ -208,15 +214,17 @@ def train_family(settings: Settings, *, parent_run_id: str, family: str) -> Fami
     if lineage.MODEL_URI in done.data.tags:  # a retry after success: reuse
         log.info("family %s already trained in run %s", family, run_id)
         return _family_summary(done)
-    train = tracking.load_frame(client, parent_run_id, lineage.FRAME_TRAIN)
-    result = search_family(family, train, positive_label=settings.positive_label, cv_folds=settings.cv_folds,
-                           seed=settings.random_seed, threshold=settings.decision_threshold)
+    with tracking.run_closed(client, run_id):  # a failed search leaves a FAILED run, not a RUNNING one
+        train = tracking.load_frame(client, parent_run_id, lineage.FRAME_TRAIN)
+        result = search_family(family, train, positive_label=settings.positive_label, cv_folds=settings.cv_folds,
+                               seed=settings.random_seed, threshold=settings.decision_threshold)
     example = train[["text"]].head(3)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_params({"family": family, "calibration": result.calibration, "cv_folds": settings.cv_folds,
                            **{f"clf.{k}": v for k, v in result.params.items()}})
         mlflow.log_metrics({f"cv_{k}": float(v) for k, v in result.cv_metrics.items()})
         mlflow.log_metric("fit_seconds", result.fit_seconds)
+        registry.quiet_skops_import()
         info = mlflow.sklearn.log_model(
             result.pipeline, name="model", input_example=example,
             signature=infer_signature(example, result.pipeline.predict(example)),
@@ -252,6 +260,7 @@ def evaluate_model(settings: Settings, *, parent_run_id: str, selected: Selected
     """Hold-out metrics and plots of the selected model, logged to its run and the parent run."""
     client, _ = _client(settings)
     test = tracking.load_frame(client, parent_run_id, lineage.FRAME_TEST)
+    registry.quiet_skops_import()
     model = mlflow.sklearn.load_model(selected["model_uri"])
     proba = positive_proba(model, test, settings.positive_label)
     metrics = compute_metrics(test["label"], proba, positive_label=settings.positive_label,

@@ -48,9 +48,11 @@ def test_task_failure_message_is_redacted_and_linked():
                                airflow_url=AF, log_url=f"{AF}/tasks/load?try_number=3", mlflow_url=ML)
     assert alert == Alert(
         kind="task_failure", severity="critical", title="Task failed: training.load",
-        text=(":red_circle: *Task failed: training.load*\nRun: r1 (try 3)\n"
+        text=(":red_circle: *Task failed: training.load*\nRun `r1`, try 3\n"
               "Error: cannot read row 'call [PHONE] now' Traceback...\n"
-              f"Logs: {AF}/tasks/load?try_number=3\nAirflow: {AF}\nMLflow: {ML}"),
+              "*Done:* no more retries; the tasks after it did not run\n"
+              "*You can:* read the task log, fix the cause, then clear the task in Airflow to run it again\n"
+              f"<{AF}|Airflow run> · <{ML}|MLflow> · <{AF}/tasks/load?try_number=3|task log>"),
         dedup_key="task_failure:training.load", links=(("airflow", AF), ("mlflow", ML)))
     assert alert.as_dict()["links"] == {"airflow": AF, "mlflow": ML}
 
@@ -59,61 +61,117 @@ def test_validation_failure_lists_each_check_with_score_and_limit():
     alert = validation_failure_alert(source="/data/sms.tsv", run_id="r2", airflow_url=AF, failures=[
         {"name": "minimum_samples", "score": 40.0, "threshold": 1000.0, "details": "40 rows, need at least 1000"},
         {"name": "class_balance", "score": 0.0, "threshold": 0.05, "details": "label counts {'ham': 40}"}])
-    assert alert.text == (":red_circle: *Dataset validation failed*\nSource: /data/sms.tsv\nRun: r2\n"
-                          "2 blocking check(s) failed; no model is trained on this data:\n"
-                          "- minimum_samples (score 40, limit 1000): 40 rows, need at least 1000\n"
-                          "- class_balance (score 0, limit 0.05): label counts {'ham': 40}\n"
-                          f"Airflow: {AF}")
+    assert alert.text == (":red_circle: *Dataset validation failed*\nSource `/data/sms.tsv`, run `r2`\n"
+                          "2 blocking check(s) failed:\n"
+                          "• minimum_samples 40 > limit 1000: 40 rows, need at least 1000\n"
+                          "• class_balance 0 > limit 0.05: label counts {'ham': 40}\n"
+                          "*Done:* no model is trained on this data; the champion keeps serving\n"
+                          "*You can:* fix the data at its source, or run again with another data source\n"
+                          f"<{AF}|Airflow run>")
     assert (alert.severity, alert.dedup_key) == ("critical",
                                                  "validation_failed:/data/sms.tsv:class_balance,minimum_samples")
 
 
-def test_drift_lists_only_drifted_checks():
+def test_drift_lists_only_drifted_checks_with_their_figures_never_raw_details():
     alert = drift_alert(model_name="sms-spam", run_id="r3", mlflow_url=ML, checks=[
-        {"name": "psi_length", "score": 0.3, "threshold": 0.15, "drifted": True},
-        {"name": "oov_rate", "score": 0.01, "threshold": 0.1, "drifted": False},
+        {"name": "text_length_psi", "score": 0.31234567, "threshold": 0.15, "drifted": True,
+         "details": {"bins": [0.1, 0.2], "declared_threshold": 0.15}},
+        {"name": "vocabulary_oov", "score": 0.01, "threshold": 0.1, "drifted": False},
+        {"name": "emerging_terms", "score": 0.45, "threshold": 0.01, "drifted": True,
+         "details": {"emerging_terms": [{"term": "wallet", "lift": 80.0}, {"term": "bitcoin", "lift": 60.0}]}},
         {"name": "label_shift", "score": 0.2, "threshold": 0.1, "passed": False, "details": "spam 31%"}])
-    assert alert.text == (":warning: *Drift detected for sms-spam*\nRun: r3\n2 of 3 drift check(s) over their limit:\n"
-                          "- psi_length (score 0.3, limit 0.15)\n- label_shift (score 0.2, limit 0.1): spam 31%\n"
-                          f"MLflow: {ML}")
-    assert (alert.severity, alert.dedup_key) == ("warning", "drift:sms-spam:label_shift,psi_length")
+    assert alert.text == (":warning: *Drift detected for sms-spam*\n"
+                          "3 of 4 drift checks over their limit (monitoring run `r3`):\n"
+                          "• emerging_terms 0.45 > limit 0.01: new or surging terms wallet, bitcoin\n"
+                          "• text_length_psi 0.3123 > limit 0.15\n"
+                          "• label_shift 0.2 > limit 0.1: spam 31%\n"
+                          "*Done:* retrain_compare_promote was triggered to train and compare a challenger\n"
+                          "*You can:* follow the retrain run; the champion serves until a challenger is promoted\n"
+                          f"<{ML}|MLflow>")
+    assert (alert.severity, alert.dedup_key) == ("warning", "drift:sms-spam:emerging_terms,label_shift,text_length_psi")
+
+
+def test_many_drifted_checks_are_summed_up_not_cut_off():
+    checks = [{"name": f"check_{i}", "score": 1.0 + i, "threshold": 0.5, "drifted": True} for i in range(13)]
+    text = drift_alert(model_name="m", run_id="r", checks=checks, mlflow_url=ML).text
+    assert text.count("• check_") == 6 and "• … and 7 more (all scores in the MLflow run)" in text
+    assert text.endswith(f"<{ML}|MLflow>")
 
 
 @pytest.mark.parametrize(("alert", "severity", "text", "key"), [
     (regression_alert(model_name="m", version=4, metric="accuracy", value=0.912, floor=0.93,
                       window="7 days", run_id="r"),
-     "critical", ":red_circle: *m version 4 regressed*\nRun: r\naccuracy 0.9120 over 7 days is below the floor 0.9300",
-     "regression:m:4:accuracy"),
-    (promotion_alert(model_name="m", version=5, previous_version=4, reasons=["f1 0.97 > 0.96"], run_id="r"),
-     "info", ":information_source: *m version 5 promoted to champion*\nRun: r\nchampion is now version 5 "
-             "(was version 4)\n- f1 0.97 > 0.96", "promotion:m:5"),
+     "critical", ":red_circle: *m version 4 regressed*\naccuracy 0.912 over 7 days is below the floor 0.93 (run `r`)\n"
+                 "*Done:* version 4 keeps serving\n*You can:* roll back with the rollback DAG (or `autoretrain "
+                 "rollback`), or trigger a retrain", "regression:m:4:accuracy"),
+    (promotion_alert(model_name="m", version=5, previous_version=4, reasons=["McNemar p=0.0001234 < 0.05"],
+                     run_id="r"),
+     "info", ":information_source: *m version 5 promoted to champion*\nVersion 5 is champion, replacing version 4 "
+             "(run `r`). Why:\n• McNemar p=0.0001234 < 0.05\n*Done:* the prediction service swaps to version 5 on "
+             "its next poll; version 4 is kept as previous\n*You can:* roll back in one step with the rollback DAG "
+             "(or `autoretrain rollback`)", "promotion:m:5"),
     (rejection_alert(model_name="m", version=6, champion_version=5, reasons=["f1 gain 0.001 < 0.005"],
                      run_id="r"),
-     "info", ":information_source: *m version 6 rejected*\nRun: r\nchampion stays version 5\n"
-             "- f1 gain 0.001 < 0.005", "rejection:m:6"),
+     "info", ":information_source: *m version 6 rejected*\nVersion 6 was not promoted (run `r`). Why:\n"
+             "• f1 gain 0.001 < 0.005\n*Done:* version 5 stays champion; version 6 gets no alias\n*You can:* read "
+             "the comparison and model card in MLflow; more labelled data starts another retrain", "rejection:m:6"),
     (rollback_alert(model_name="m", from_version=5, to_version=4, reason="manual: bad canary", run_id="r"),
-     "critical", ":red_circle: *m rolled back to version 4*\nRun: r\nchampion: version 5 -> version 4\n"
-                 "Reason: manual: bad canary", "rollback:m:5->4"),
+     "critical", ":red_circle: *m rolled back to version 4*\nChampion: version 5 → version 4 (run `r`)\n"
+                 "Reason: manual: bad canary\n*Done:* version 4 serves all traffic again\n*You can:* find out what "
+                 "was wrong with version 5 before the next promotion", "rollback:m:5->4"),
     (gate_failure_alert(model_name="m", version=2, run_id="r",
                         reasons=["accuracy 0.97 >= 0.95 ok", "f1 0.85 < 0.90 FAIL"]),
-     "warning", ":warning: *m version 2 failed its quality gates and gets no alias*\nRun: r\n- f1 0.85 < 0.90 FAIL",
+     "warning", ":warning: *m version 2 failed its quality gates and gets no alias*\nVersion 2 (run `r`) failed:\n"
+                "• f1 0.85 < 0.90 FAIL\n*Done:* the version is registered without an alias; the champion is "
+                "unchanged\n*You can:* read its model card in MLflow; more or cleaner training data usually fixes it",
      "gate_failed:m:2"),
 ])
 def test_lifecycle_builders(alert, severity, text, key):
     assert (alert.severity, alert.text, alert.dedup_key) == (severity, text, key)
 
 
+SAMPLE_FIELDS = {  # one realistic set of fields per kind: every alert kind is rendered and checked
+    "task_failure": {"dag_id": "training", "task_id": "train", "run_id": "r", "try_number": 3,
+                     "error": "MlflowException: API request failed after 7 retries"},
+    "validation_failed": {"source": "s3://b/sms.tsv", "run_id": "r", "failures": [
+        {"name": "duplicates", "score": 0.5, "threshold": 0.2, "details": "600 repeated text(s) (50.0%)"}]},
+    "drift": {"model_name": "m", "run_id": "r", "checks": [
+        {"name": "tfidf_js", "score": 0.0312345678, "threshold": 0.02, "drifted": True, "details": {"x": 1}}]},
+    "regression": {"model_name": "m", "version": 3, "metric": "f1", "value": 0.8123456, "floor": 0.9, "run_id": "r"},
+    "promotion": {"model_name": "m", "version": 2, "previous_version": 1, "run_id": "r",
+                  "reasons": ["McNemar p=0.0000123456 < 0.05", "f1 0.9712345678 vs 0.8012345678"]},
+    "rejection": {"model_name": "m", "version": 2, "champion_version": 1, "run_id": "r",
+                  "reasons": ["improvement 0.0012345678 < min_improvement 0.005"]},
+    "rollback": {"model_name": "m", "from_version": 2, "to_version": 1, "reason": "canary error rate 0.0512345",
+                 "run_id": "r"},
+    "gate_failed": {"model_name": "m", "version": 2, "run_id": "r", "reasons": ["ece 0.0612345678 > 0.05 FAIL"]},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BUILDERS))
+def test_every_alert_kind_reads_well_in_slack(kind):
+    alert = build_alert(kind, **SAMPLE_FIELDS[kind], airflow_url=AF, mlflow_url=ML)
+    lines = alert.text.splitlines()
+    assert lines[0].startswith(":") and f"*{alert.title}*" in lines[0]
+    assert any(line.startswith("*Done:* ") for line in lines) and any(line.startswith("*You can:* ") for line in lines)
+    assert lines[-1] == f"<{AF}|Airflow run> · <{ML}|MLflow>"
+    assert "[PHONE]" not in alert.text and "[CARD]" not in alert.text  # figures are never taken for personal data
+    assert "{" not in alert.text  # no raw Python dicts
+    assert len(alert.text) <= MAX_TEXT_CHARS
+
+
 def test_build_alert_by_kind_and_limits():
-    assert set(BUILDERS) == {"task_failure", "validation_failed", "drift", "regression", "promotion",
-                             "rejection", "rollback", "gate_failed"}
+    assert set(BUILDERS) == set(SAMPLE_FIELDS)
     rollback = build_alert("rollback", model_name="m", from_version=2, to_version=1, reason="x", run_id="r")
     assert rollback.kind == "rollback"
     with pytest.raises(ValueError, match="unknown alert kind 'nope'"):
         build_alert("nope")
     with pytest.raises(ValueError, match="severity 'loud' is not one of"):
         Alert("k", "loud", "t", "x", "k")
-    long = promotion_alert(model_name="m", version=1, previous_version=None, reasons=["r" * 290] * 20, run_id="r")
-    assert len(long.text) == MAX_TEXT_CHARS and long.text.endswith("...")
+    long = promotion_alert(model_name="m", version=1, previous_version=None, reasons=["word " * 200] * 20, run_id="r")
+    assert len(long.text) <= MAX_TEXT_CHARS
+    assert all(len(line) <= 210 for line in long.text.splitlines())  # each reason cut at a word, with "…"
+    assert "• … and 14 more (the alias audit)" in long.text
 
 
 # ---------------------------------------------------------------------------------------- routing

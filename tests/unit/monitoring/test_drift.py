@@ -431,7 +431,7 @@ def test_decide_retrain_reasons_name_checks_thresholds_and_the_floor() -> None:
         "latest window: emerging_terms 0.3 > threshold 0.15",
         "latest window: prediction_psi 0.3 > threshold 0.15",
         "latest window: feedback accuracy 0.9100 < floor 0.9300",
-        "1 window(s) with insufficient data ignored",
+        "window 2 of 3 ignored: not measured",
     ], 2)
     assert json.loads(json.dumps(decision.as_dict()))["retrain"] is True
 
@@ -443,7 +443,24 @@ def test_decide_retrain_waits_and_says_so() -> None:
     assert decide_retrain([B, OK]).reasons == [
         "latest window: no check over its threshold, feedback accuracy not below the floor"]
     assert decide_retrain([NONE]).reasons == ["no window with enough data to judge",
-                                              "1 window(s) with insufficient data ignored"]
+                                              "window 1 of 1 ignored: not measured"]
+
+
+def test_decide_retrain_names_the_ignored_windows_it_looked_at_and_why() -> None:
+    small = {"insufficient_data": True, "n_window": 40, "results": [],
+             "skipped": {"tfidf_js": "insufficient data: 40 messages in the window, fewer than 100"}}
+    unmonitored = {"status": "no champion", "insufficient_data": True, "drifted": False, "results": []}
+    history = [unmonitored, OK, B, small, B]
+    names = ["00-06", "06-12", "12-18", "18-24", "24-30"]
+    decision = decide_retrain(history, consecutive=3, names=names)
+    assert decision.reasons == [  # the window before the streak's start is outside what was looked at
+        "2 consecutive breaching window(s), 3 required: waiting",
+        "latest window: prediction_psi 0.3 > threshold 0.15",
+        "18-24 ignored: insufficient data: 40 messages in the window, fewer than 100"]
+    assert decide_retrain([unmonitored], names=["00-06"]).reasons == [
+        "no window with enough data to judge", "00-06 ignored: no champion to measure it with"]
+    with pytest.raises(ValueError, match="names has 1 labels for 2 windows"):
+        decide_retrain([OK, B], names=["x"])
 
 
 @pytest.mark.parametrize("result, breaches", [

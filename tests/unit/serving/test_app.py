@@ -389,3 +389,19 @@ def test_bad_serving_settings_are_refused_by_name(tmp_path):
         create_app(_settings(tmp_path, routing_mode="blue"))
     with pytest.raises(ValueError, match="ab variant 'champion' must look like alias=weight"):
         create_app(_settings(tmp_path, ab_variants=("champion",)))
+
+
+@pytest.mark.parametrize(("page", "assets"), [
+    ("/docs", ["swagger-ui-bundle.js", "swagger-ui.css"]),
+    ("/redoc", ["redoc.standalone.js"]),
+])
+def test_api_docs_work_offline(make_client, page, assets):
+    """/docs was a blank page without internet: its Swagger UI came from a CDN (issue 15)."""
+    client, _ = make_client()
+    html = client.get(page)
+    assert html.status_code == 200 and "/openapi.json" in html.text
+    assert "cdn.jsdelivr.net" not in html.text and "fonts.googleapis.com" not in html.text
+    for asset in assets:
+        assert f"/docs-assets/{asset}" in html.text
+        served = client.get(f"/docs-assets/{asset}")
+        assert served.status_code == 200 and len(served.content) > 100_000, asset
