@@ -128,7 +128,7 @@ def test_bad_data_fails_at_validate_alerts_and_snapshots_nothing(airflow_db, env
     assert [(r.path, r.body) for r in receiver.requests] == [
         (receiver.webhook_url.removeprefix(receiver.base), {"text": expected.text, "unfurl_links": False,
                                                             "unfurl_media": False})]
-    assert "• duplicates 0.5 > limit 0.2: 600 repeated text(s) (50.0%)" in expected.text
+    assert "• duplicates 0.5 (limit 0.2): 600 repeated text(s) (50.0%)" in expected.text
     rows = _alert_rows(db)
     assert [(r["kind"], r["severity"], r["status"], r["transport"], r["dag_id"], r["task_id"], r["run_id"])
             for r in rows] == [("validation_failed", "critical", "sent", "slack_webhook", "dataset_validation",
@@ -146,7 +146,7 @@ def test_unreadable_source_names_the_line_and_slack_down_does_not_matter(airflow
     assert run.state == "failed" and task_states(run)["validate"] == "failed"
     rows = _alert_rows(db)
     assert [(r["kind"], r["status"]) for r in rows] == [("validation_failed", "failed")]
-    assert "- readable (score 0, limit 1): " in rows[0]["message"]
+    assert "• readable 0 (limit 1): " in rows[0]["message"]
     assert "line 2: not valid UTF-8 (byte 0xe9)" in rows[0]["message"]
     assert receiver.requests == []
 
@@ -175,4 +175,4 @@ def test_training_gate_runs_the_same_checks_and_never_trains_on_bad_data(airflow
     assert [(r["kind"], r["status"], r["task_id"]) for r in rows] == [("validation_failed", "sent", "validate")]
     (request,) = receiver.requests
     assert request.body["text"] == rows[0]["message"]
-    assert "- class_balance (score 0, limit 0.05): label counts {'ham': 1200, 'spam': 0}" in rows[0]["message"]
+    assert "• class_balance 0 (limit 0.05): label counts {'ham': 1200, 'spam': 0}" in rows[0]["message"]

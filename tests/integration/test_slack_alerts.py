@@ -142,7 +142,7 @@ def test_failure_callback_posts_through_the_webhook_notifier(settings, slack_rec
         _webhook_body(":red_circle: *Dataset validation failed*\n"
                       "Source `s3://data/sms.tsv`, run `manual__1`\n"
                       "1 blocking check(s) failed:\n"
-                      "• minimum_samples 12 > limit 1000: 12 rows, need at least 1000\n"
+                      "• minimum_samples 12 (limit 1000): 12 rows, need at least 1000\n"
                       "*Done:* no model is trained on this data; the champion keeps serving\n"
                       "*You can:* fix the data at its source, or run again with another data source\n"
                       f"<{run}|Airflow run>"),

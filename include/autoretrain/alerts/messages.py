@@ -109,9 +109,14 @@ def _alert(kind: str, severity: str, title: str, body: Sequence[str], *, done: s
     return Alert(kind=kind, severity=severity, title=title, text=text, dedup_key=dedup_key, links=links)
 
 
-def _check_line(check: Mapping[str, Any]) -> str:
-    """``name score > limit``, and a short redacted detail when the check gives one as text."""
-    line = f"{check['name']} {_num(check.get('score', 0.0))} > limit {_num(check.get('threshold', 0.0))}"
+def _check_line(check: Mapping[str, Any], *, over: bool = False) -> str:
+    """``name score > limit`` (``over``: a drift check, over its limit) or ``name score (limit x)``.
+
+    Dataset checks have limits in both directions (at least 1000 rows, at most 20 % duplicates), so
+    theirs are shown side by side; a short redacted detail follows when the check gives one as text.
+    """
+    score, limit = _num(check.get("score", 0.0)), _num(check.get("threshold", 0.0))
+    line = f"{check['name']} {score} > limit {limit}" if over else f"{check['name']} {score} (limit {limit})"
     details = check.get("details")
     if isinstance(details, str) and details.strip():  # structured details stay in MLflow, not in the message
         line += f": {_clip(redact(details), 120)}"
@@ -157,7 +162,7 @@ def drift_alert(*, model_name: str, checks: Sequence[Mapping[str, Any]], run_id:
     drifted.sort(key=lambda c: float(c.get("score", 0.0)) - float(c.get("threshold", 0.0)), reverse=True)
     names = sorted(str(c["name"]) for c in drifted)
     body = [f"{len(drifted)} of {len(checks)} drift checks over their limit (monitoring run `{run_id}`):",
-            *_items([_check_line(c) for c in drifted], more="all scores in the MLflow run")]
+            *_items([_check_line(c, over=True) for c in drifted], more="all scores in the MLflow run")]
     return _alert("drift", "warning", f"Drift detected for {model_name}", body, done=action,
                   todo="follow the retrain run; the champion serves until a challenger is promoted",
                   dedup_key=f"drift:{model_name}:{','.join(names)}", airflow_url=airflow_url,

@@ -63,8 +63,8 @@ def test_validation_failure_lists_each_check_with_score_and_limit():
         {"name": "class_balance", "score": 0.0, "threshold": 0.05, "details": "label counts {'ham': 40}"}])
     assert alert.text == (":red_circle: *Dataset validation failed*\nSource `/data/sms.tsv`, run `r2`\n"
                           "2 blocking check(s) failed:\n"
-                          "• minimum_samples 40 > limit 1000: 40 rows, need at least 1000\n"
-                          "• class_balance 0 > limit 0.05: label counts {'ham': 40}\n"
+                          "• minimum_samples 40 (limit 1000): 40 rows, need at least 1000\n"
+                          "• class_balance 0 (limit 0.05): label counts {'ham': 40}\n"
                           "*Done:* no model is trained on this data; the champion keeps serving\n"
                           "*You can:* fix the data at its source, or run again with another data source\n"
                           f"<{AF}|Airflow run>")
