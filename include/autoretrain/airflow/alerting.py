@@ -1,4 +1,4 @@
-"""Deliver alerts: cool-down, severity routing, the Slack provider's notifiers, the alert table.
+"""Deliver alerts: an atomic cool-down, severity routing, the Slack provider's notifiers, the alert table.
 
 :func:`send_alert` is the one door every alert goes through (the failure callback of every task,
 :class:`SendAlertOperator` tasks, the training gate). It never raises because of Slack or the
@@ -24,7 +24,6 @@ from autoretrain.alerts.messages import (
     Alert,
     Route,
     build_alert,
-    in_cooldown,
     mlflow_run_url,
     route_for,
 )
@@ -76,11 +75,14 @@ def send_alert(alert: Alert, settings: Settings, *, context: Mapping[str, Any] |
     now = now or datetime.now(UTC)  # wall clock on purpose: a cool-down is about when people were told
     ids = context_ids(context)
     store = _open_store(settings)
-    last = _guard(lambda: store.last_delivered(alert.dedup_key), "read") if store else None
+    cooldown = timedelta(minutes=max(settings.alert_cooldown_minutes, 0))
+    # the claim is one atomic write: of N senders of the same alert at once, one is granted (an
+    # unusable table grants: an alert is better sent twice than lost)
+    claim = _guard(lambda: store.claim(alert.dedup_key, now=now, cooldown=cooldown), "claim") if store else None
     route = route_for(alert.severity, settings)
-    if in_cooldown(last, now, timedelta(minutes=max(settings.alert_cooldown_minutes, 0))):
+    if claim is not None and not claim.granted:
         log.info("alert %s suppressed: last delivered %s, cool-down %d min", alert.dedup_key,
-                 last, settings.alert_cooldown_minutes)
+                 claim.held_since, settings.alert_cooldown_minutes)
         delivery = Delivery(SUPPRESSED, route.transport, route.channel, alert.dedup_key)
     else:
         log.log(LOG_LEVELS[alert.severity], "alert [%s] %s", alert.severity, alert.text)
@@ -88,6 +90,8 @@ def send_alert(alert: Alert, settings: Settings, *, context: Mapping[str, Any] |
         if route.transport != "log":
             error = _deliver(route, alert, context or {})
             delivery = Delivery(FAILED if error else SENT, route.transport, route.channel, alert.dedup_key, error)
+        if delivery.status == FAILED and claim is not None:  # nobody was told: the next attempt may send
+            _guard(lambda: store.release(claim), "release")
     if store is None:
         return delivery
     alert_id = _guard(lambda: store.record(

@@ -2,21 +2,24 @@
 
 The table ``alert_log`` (:mod:`autoretrain.db.schema`) lives in the database of
 ``Settings.database_url`` (empty: SQLite under ``state_dir``), next to the prediction log.
-The cool-down reads it: the same ``dedup_key`` delivered (``sent`` or ``logged``) within the
-cool-down is recorded as ``suppressed`` instead of being repeated.
+The cool-down is a claim on the ``alert_cooldown`` row of the ``dedup_key`` (:meth:`AlertStore.claim`),
+taken by one conditional write before anything is sent: of N workers sending the same alert at
+once exactly one wins, the others record ``suppressed``. A failed send gives the claim back
+(:meth:`AlertStore.release`), so the next attempt is not held back by an alert nobody received.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
 
 from autoretrain.db.migrate import checked_engine
-from autoretrain.db.schema import alert_log
+from autoretrain.db.schema import alert_cooldown, alert_log
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,18 @@ class AlertRecord:
     dag_id: str | None
     run_id: str | None
     task_id: str | None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of :meth:`AlertStore.claim`: ``granted`` to the one sender that may deliver."""
+
+    granted: bool
+    dedup_key: str
+    claim_id: str | None = None  # the winner's id (to release it)
+    held_since: datetime | None = None  # not granted: when the alert was claimed (delivered) last
+    previous_at: datetime | None = None  # granted: the claim it replaced (None: the key was new)
+    previous_id: str | None = None
 
 
 class AlertStore:
@@ -91,6 +106,49 @@ class AlertStore:
             value = conn.execute(query).scalar()
         return _utc(value) if value is not None else None
 
+    def claim(self, dedup_key: str, *, now: datetime, cooldown: timedelta) -> Claim:
+        """Claim the right to deliver ``dedup_key`` at ``now``: granted to one caller per cool-down.
+
+        One conditional write decides, so concurrent callers (threads, processes, hosts) cannot
+        both win: an ``INSERT ... ON CONFLICT DO NOTHING`` for a key never claimed, else an
+        ``UPDATE`` that only matches when the last claim is at least ``cooldown`` old (and is still
+        the one read, so :meth:`release` can put it back). ``cooldown <= 0`` always grants.
+        """
+        key, mine, now = dedup_key[:500], str(uuid.uuid4()), _utc(now)
+        with self.engine.begin() as conn:
+            row = None
+            for _ in range(2):  # a claim released (deleted) between our insert and our read: insert again
+                inserted = conn.execute(_insert_ignore(conn, {"dedup_key": key, "claimed_at": now,
+                                                              "claim_id": mine}))
+                if inserted.first() is not None:  # RETURNING: rowcount of ON CONFLICT is not portable
+                    return Claim(True, key, claim_id=mine)
+                row = conn.execute(sa.select(alert_cooldown.c.claimed_at, alert_cooldown.c.claim_id)
+                                   .where(alert_cooldown.c.dedup_key == key)).first()
+                if row is not None:
+                    break
+            if row is None:
+                return Claim(False, key)
+            held_at, held_id = _utc(row[0]), row[1]
+            condition = [alert_cooldown.c.dedup_key == key, alert_cooldown.c.claim_id == held_id]
+            if cooldown > timedelta(0):
+                condition.append(alert_cooldown.c.claimed_at <= now - cooldown)
+            updated = conn.execute(alert_cooldown.update().where(*condition)
+                                   .values(claimed_at=now, claim_id=mine)).rowcount
+        if updated == 1:
+            return Claim(True, key, claim_id=mine, previous_at=held_at, previous_id=held_id)
+        return Claim(False, key, held_since=held_at)
+
+    def release(self, claim: Claim) -> bool:
+        """Give a granted claim back (its send failed): the previous claim is restored, if still ours."""
+        if not claim.granted or claim.claim_id is None:
+            return False
+        mine = (alert_cooldown.c.dedup_key == claim.dedup_key) & (alert_cooldown.c.claim_id == claim.claim_id)
+        with self.engine.begin() as conn:
+            if claim.previous_at is None or claim.previous_id is None:
+                return bool(conn.execute(alert_cooldown.delete().where(mine)).rowcount)
+            return bool(conn.execute(alert_cooldown.update().where(mine).values(
+                claimed_at=claim.previous_at, claim_id=claim.previous_id)).rowcount)
+
     def records(self, *, dedup_key: str | None = None, limit: int = 100) -> list[AlertRecord]:
         """The newest rows first (optionally for one ``dedup_key``)."""
         query = sa.select(alert_log).order_by(alert_log.c.id.desc()).limit(limit)
@@ -99,6 +157,15 @@ class AlertStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         return [AlertRecord(**{**dict(r), "created_at": _utc(r["created_at"])}) for r in rows]
+
+
+def _insert_ignore(conn: sa.Connection, values: dict[str, Any]) -> Any:
+    """``INSERT ... ON CONFLICT (dedup_key) DO NOTHING`` on Postgres and SQLite."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return (dialect.insert(alert_cooldown).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"])
+            .returning(alert_cooldown.c.claim_id))
 
 
 def _utc(value: Any) -> datetime:

@@ -73,6 +73,14 @@ alert_log = sa.Table(
     sa.Index("ix_alert_log_dedup_created", "dedup_key", "created_at"),
 )
 
+# revision 0005: the cool-down claim of each alert (dedup key), won by one sender at a time
+alert_cooldown = sa.Table(
+    "alert_cooldown", metadata,
+    sa.Column("dedup_key", sa.String(500), primary_key=True),
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),  # when people were last told
+    sa.Column("claim_id", sa.String(36), nullable=False),  # the claim's owner (to give it back on a failed send)
+)
+
 # -------------------------------------------------------------------------------------------- audit
 alias_audit = sa.Table(
     "alias_audit", metadata,

@@ -74,5 +74,39 @@ def test_a_database_behind_the_code_is_logged_in_one_line_and_the_alert_still_go
     assert (delivery.status, delivery.alert_id) == ("logged", None)
     (line,) = [r.getMessage() for r in caplog.records if "alert table unavailable" in r.getMessage()]
     assert line == (f"alert table unavailable; alerts are logged only: database {settings.database_url} is at "
-                    "revision none (empty), this code needs 0002: run `autoretrain db upgrade`")
+                    "revision none (empty), this code needs 0005: run `autoretrain db upgrade`")
     assert any(r.getMessage() == f"alert [critical] {ALERT.text}" for r in caplog.records)
+
+
+def test_the_cooldown_claim_is_granted_once_and_given_back_on_release(settings):
+    cooldown = timedelta(minutes=30)
+    with AlertStore(settings.database_url) as store:
+        first = store.claim("k:1", now=T0, cooldown=cooldown)
+        assert first.granted and first.previous_at is None
+        held = store.claim("k:1", now=T0 + timedelta(minutes=29), cooldown=cooldown)
+        assert (held.granted, held.held_since) == (False, T0)
+        later = store.claim("k:1", now=T0 + timedelta(minutes=30), cooldown=cooldown)
+        assert later.granted and later.previous_at == T0
+        assert store.release(later) is True  # its send failed: the claim of T0 is back
+        assert store.claim("k:1", now=T0 + timedelta(minutes=31), cooldown=cooldown).granted
+        assert store.release(first) is False  # no longer the current claim: nothing changes
+        assert store.claim("k:2", now=T0, cooldown=timedelta(0)).granted
+        assert store.claim("k:2", now=T0, cooldown=timedelta(0)).granted  # no cool-down: always
+
+
+def test_eight_threads_racing_on_sqlite_are_granted_one_claim(settings):
+    import threading
+
+    barrier, granted = threading.Barrier(8), []
+
+    def race() -> None:
+        with AlertStore(settings.database_url) as store:
+            barrier.wait()
+            granted.append(store.claim("race", now=T0, cooldown=timedelta(minutes=30)).granted)
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(granted) == [False] * 7 + [True]

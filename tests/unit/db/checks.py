@@ -24,6 +24,13 @@ T0 = datetime(2026, 2, 27, 9, 30, 15, 250000, tzinfo=UTC)
 INDEXES_0002 = {("prediction_log", "ix_prediction_log_model_role_created"),
                 ("drift_windows", "ix_drift_windows_model_end")}
 
+#: tables later revisions add (0005: the alert cool-down claims), filled from the rows of the others
+NEW_TABLES = {"alert_cooldown"}
+#: what revision 0005 derives from ROWS: the newest delivered (sent/logged) alert per dedup key
+COOLDOWN_ROWS = [{"dedup_key": "drift:sms-spam:text_psi", "claimed_at": T0, "claim_id": "alert_log"}]
+#: head and the revision before it (what ``downgrade -1`` reaches)
+HEAD, BEFORE_HEAD = "0005", "0002"
+
 #: table -> rows, without the autoincrement ids (written in this order: ids 1, 2, ...)
 ROWS: dict[str, list[dict[str, Any]]] = {
     "prediction_log": [
@@ -85,7 +92,7 @@ def write_legacy_database(url: str) -> None:
     try:
         legacy_schema.create_all(engine)
         tables = {t.name: t for t in legacy_schema.TABLES}
-        assert set(tables) == set(ROWS) == set(schema.metadata.tables), "every table gets rows"
+        assert set(tables) == set(ROWS) == set(schema.metadata.tables) - NEW_TABLES, "every table gets rows"
         with engine.begin() as conn:
             for name, rows in ROWS.items():
                 conn.execute(tables[name].insert(), rows)
@@ -96,8 +103,11 @@ def write_legacy_database(url: str) -> None:
 def stored_rows(engine: Engine) -> dict[str, list[dict[str, Any]]]:
     """Every row of every table, ordered by key, datetimes in UTC (SQLite hands back naive ones)."""
     out = {}
+    present = set(sa.inspect(engine).get_table_names())  # a downgrade leaves the later tables out
     with engine.connect() as conn:
         for name, table in schema.metadata.tables.items():
+            if name not in present:
+                continue
             rows = conn.execute(sa.select(table).order_by(*table.primary_key.columns)).mappings().all()
             out[name] = [{k: _utc(v) for k, v in row.items()} for row in rows]
     return out
@@ -140,7 +150,7 @@ def index_names(engine: Engine) -> set[tuple[str, str]]:
 
 def assert_at_head(url: str, engine: Engine) -> None:
     """The version table says head, the check passes, and the tables are exactly :mod:`autoretrain.db.schema`."""
-    assert migrate.current(url) == migrate.head() == "0002"
+    assert migrate.current(url) == migrate.head() == HEAD
     migrate.check_schema(engine)
     assert differences(engine) == []
     assert INDEXES_0002 <= index_names(engine)
@@ -168,9 +178,9 @@ def empty_database_reaches_head(url: str) -> None:
     engine = make_engine(url)
     try:
         assert migrate.current(url) is None
-        assert migrate.upgrade(url) == migrate.Migrated(before=None, after="0002")
+        assert migrate.upgrade(url) == migrate.Migrated(before=None, after=HEAD)
         assert_at_head(url, engine)
-        assert stored_rows(engine) == {name: [] for name in ROWS}
+        assert stored_rows(engine) == {name: [] for name in schema.metadata.tables}
         assert_append_only(engine)
     finally:
         engine.dispose()
@@ -182,12 +192,14 @@ def legacy_database_is_adopted(url: str) -> None:
     engine = make_engine(url)
     try:
         assert migrate.current(url) is None
-        # the legacy tables are 0001's exactly: only the two indexes of 0002 are missing
-        assert sorted(differences(engine)) == sorted(("add_index", *index) for index in INDEXES_0002)
+        # the legacy tables are 0001's exactly: only the two indexes of 0002 and the later tables are missing
+        assert sorted(differences(engine)) == sorted([("add_index", *index) for index in INDEXES_0002]
+                                                     + [("add_table", name) for name in NEW_TABLES])
         with pytest.raises(migrate.SchemaOutOfDate, match=r"at revision none \(tables made before migrations\)"):
             migrate.check_schema(engine)
-        assert migrate.upgrade(url) == migrate.Migrated(before=None, after="0002")
+        assert migrate.upgrade(url) == migrate.Migrated(before=None, after=HEAD)
         assert_rows_kept(engine)
+        assert stored_rows(engine)["alert_cooldown"] == COOLDOWN_ROWS
         assert_at_head(url, engine)
         assert_append_only(engine)
     finally:
@@ -195,22 +207,27 @@ def legacy_database_is_adopted(url: str) -> None:
 
 
 def downgrade_keeps_rows_and_upgrades_again(url: str) -> None:
-    """(c) head -> 0001 drops 0002's indexes and keeps every row; upgrading again is head once more."""
+    """(c) head -> the revision before (-1) -> 0001, keeping every row at each step; upgrading again is head."""
     write_legacy_database(url)
     engine = make_engine(url)
     try:
         migrate.upgrade(url)
         migrate.check_schema(engine)  # remembered as at head ...
-        assert migrate.downgrade(url, "-1") == migrate.Migrated(before="0002", after="0001")
+        assert migrate.downgrade(url, "-1") == migrate.Migrated(before=HEAD, after=BEFORE_HEAD)
         with pytest.raises(migrate.SchemaOutOfDate) as refused:  # ... and forgotten by the downgrade
             migrate.check_schema(engine)
-        assert str(refused.value) == (f"database {redacted(url)} is at revision 0001, this code needs 0002: "
-                                      "run `autoretrain db upgrade`")
+        assert str(refused.value) == (f"database {redacted(url)} is at revision {BEFORE_HEAD}, this code needs "
+                                      f"{HEAD}: run `autoretrain db upgrade`")
+        assert sorted(differences(engine)) == sorted(("add_table", name) for name in NEW_TABLES)
+        assert_rows_kept(engine)
+        assert migrate.downgrade(url, "0001") == migrate.Migrated(before=BEFORE_HEAD, after="0001")
         assert not INDEXES_0002 & index_names(engine)
-        assert sorted(differences(engine)) == sorted(("add_index", *index) for index in INDEXES_0002)
+        assert sorted(differences(engine)) == sorted([("add_index", *index) for index in INDEXES_0002]
+                                                     + [("add_table", name) for name in NEW_TABLES])
         assert_rows_kept(engine)
-        assert migrate.upgrade(url) == migrate.Migrated(before="0001", after="0002")
+        assert migrate.upgrade(url) == migrate.Migrated(before="0001", after=HEAD)
         assert_rows_kept(engine)
+        assert stored_rows(engine)["alert_cooldown"] == COOLDOWN_ROWS
         assert_at_head(url, engine)
     finally:
         engine.dispose()
