@@ -133,6 +133,14 @@ class Settings:
     canary_max_accuracy_drop: float = 0.02  # where feedback exists: champion accuracy - challenger accuracy
     canary_min_labelled: int = 20  # labelled challenger answers needed to judge accuracy
 
+    # --- retention (issue 12): the daily `maintenance` DAG / `autoretrain maintenance purge`
+    # (prediction-log and feedback rows older than retention_days are purged)
+    retention_guard_hours: int = 24  # extra age before a row is purged or redacted (runs retried late)
+    purge_batch_size: int = 5000  # rows per DELETE/UPDATE transaction of the purge
+    snapshot_keep: int = 10  # newest dataset snapshots kept (and any a registered version was trained on)
+    redact_at_rest: bool = False  # store prediction-log texts with e-mails, cards, phones replaced
+    redact_after_days: int = 0  # redact stored texts older than this many days; 0: never
+
     def __post_init__(self) -> None:
         for name in ("accuracy_min", "f1_min", "ece_max", "drift_threshold", "accuracy_floor",
                      "test_size", "decision_threshold", "significance_level", "min_minority_share",
@@ -160,6 +168,12 @@ class Settings:
                 raise SettingsError(f"{name}={getattr(self, name)!r} is not one of {RANKABLE_METRICS}")
         if len(self.labels) != 2:
             raise SettingsError(f"labels={self.labels} must name exactly two classes (binary classifier)")
+        for name in ("retention_days", "purge_batch_size", "snapshot_keep"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.retention_guard_hours < 0 or self.redact_after_days < 0:
+            raise SettingsError(f"retention_guard_hours={self.retention_guard_hours} and "
+                                f"redact_after_days={self.redact_after_days} must be >= 0")
 
     # ------------------------------------------------------------------ derived values
     @property

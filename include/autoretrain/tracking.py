@@ -114,3 +114,19 @@ def load_frame(client: MlflowClient, run_id: str, name: str) -> pd.DataFrame:
             raise ArtifactMissing(f"MLflow run {run_id} has no {lineage.FRAMES_DIR}/{name}.parquet; "
                                     "did its load/validate task succeed?") from err
         return pd.read_parquet(path)
+
+
+def version_data_digests(client: MlflowClient, name: str) -> set[str]:
+    """The data digests (whole, base dataset) of the training runs of every version of ``name``.
+
+    What a snapshot purge must keep: the content each registered version was trained on.
+    """
+    digests: set[str] = set()
+    runs: set[str] = set()
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        run_id = (mv.tags or {}).get(lineage.PARENT_RUN_ID) or mv.run_id
+        if run_id and run_id not in runs:
+            runs.add(run_id)
+            tags = client.get_run(run_id).data.tags
+            digests.update(tags[key] for key in (lineage.DATA_DIGEST, lineage.BASE_DIGEST) if tags.get(key))
+    return digests

@@ -9,6 +9,7 @@ groups. Pure Python, no pandas: the alert builders import it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 EMAIL_TOKEN = "[EMAIL]"
@@ -85,3 +86,17 @@ def redact(text: str) -> str:
         return {"card": CARD_TOKEN, "phone": PHONE_TOKEN}.get(kind or "", match.group(0))
 
     return _DIGITS.sub(replace, text)
+
+
+def _keep(text: str) -> str:
+    return text
+
+
+def text_at_rest(redact_at_rest: bool) -> Callable[[str], str]:
+    """What the prediction log stores of a message: the text itself, or :func:`redact` of it.
+
+    With ``redact_at_rest`` the raw e-mail addresses, card and phone numbers never reach the
+    database; the cost is that labelled traffic trains challengers, and the canary replays the
+    champion, on the redacted texts (placeholders instead of the numbers).
+    """
+    return redact if redact_at_rest else _keep

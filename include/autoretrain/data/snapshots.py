@@ -50,6 +50,7 @@ class ArtifactStore(Protocol):
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def keys(self, prefix: str) -> list[str]: ...
+    def delete(self, key: str) -> None: ...
 
 
 class LocalStore:
@@ -82,6 +83,15 @@ class LocalStore:
             return []
         return sorted(str(p.relative_to(self._root)) for p in base.rglob("*") if p.is_file()
                       and not p.name.endswith(".tmp"))
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` (gone already: nothing to do) and the folders it leaves empty."""
+        path = self._root / key
+        path.unlink(missing_ok=True)
+        for parent in path.parents:
+            if parent == self._root or not parent.is_relative_to(self._root) or any(parent.iterdir()):
+                break
+            parent.rmdir()
 
 
 class S3Store:
@@ -124,6 +134,9 @@ class S3Store:
 
         strip = len(self.prefix) + 1 if self.prefix else 0
         return sorted(k[strip:] for k in self._call("list", prefix, list_all))
+
+    def delete(self, key: str) -> None:
+        self._call("delete", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=self._key(key)))
 
     def _call(self, action: str, key: str, fn: Any) -> Any:
         import botocore.exceptions

@@ -8,6 +8,7 @@ from time import perf_counter
 from typing import TypedDict
 
 from autoretrain.config import Settings
+from autoretrain.data.pii import text_at_rest
 from autoretrain.errors import TransientError
 from autoretrain.serving.manager import LoadedModel, ModelManager, ServingState
 from autoretrain.serving.prediction_log import PredictionLogWriter
@@ -47,6 +48,7 @@ class PredictionService:
         self.model_name, self._salt, self._top_k = settings.model_name, settings.routing_salt, settings.top_features
         self._threshold = settings.decision_threshold
         self._positive, self._negative = settings.positive_label, settings.negative_label
+        self._at_rest = text_at_rest(settings.redact_at_rest)  # the text the log stores (issue 12)
 
     def not_ready_reason(self, state: ServingState) -> str:
         if state.checked_at is None:
@@ -100,7 +102,7 @@ class PredictionService:
         label = self._positive if proba >= self._threshold else self._negative
         self.writer.put({"request_id": request_id, "created_at": at, "model_name": model.ref.name,
                          "model_version": model.ref.version, "variant": variant, "role": role,
-                         "user_id": user_id, "text": text, "probability": proba, "label": label,
+                         "user_id": user_id, "text": self._at_rest(text), "probability": proba, "label": label,
                          "latency_ms": (perf_counter() - started) * 1000.0})
         self.metrics.predicted(label, model.ref.version, variant, role)
         return label
