@@ -18,6 +18,7 @@ HEAVY = ("mlflow", "sklearn", "pandas", "numpy", "scipy", "evidently", "boto3", 
 
 EXPECTED_GRAPHS = {
     "dataset_validation": {"validate": {"snapshot"}, "snapshot": set()},
+    "maintenance": {"purge_rows": set(), "purge_artifacts": set()},
     "monitoring": {
         "measure": {"decide"}, "decide": {"drift_detected", "awaiting_confirmation", "no_action"},
         "drift_detected": {"drift_alert", "trigger_retrain"}, "awaiting_confirmation": set(),

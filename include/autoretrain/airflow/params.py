@@ -111,3 +111,11 @@ def rollback_params() -> dict[str, Param]:
         "to_version": Param(None, type=["null", "string"], pattern="^[0-9]+$", title="Version",
                             description="Version to restore; empty: the recorded previous champion."),
     }
+
+
+def maintenance_params() -> dict[str, Param]:
+    """The form of the ``maintenance`` DAG: only a dry run (what is purged follows the worker's settings)."""
+    return {
+        "dry_run": Param(False, type="boolean", title="Dry run",
+                         description="Count what would be purged, redacted and deleted; change nothing."),
+    }

@@ -9,6 +9,7 @@
     autoretrain serve [--host H] [--port P]   the prediction service on models:/<name>@champion
     autoretrain models                     versions and aliases of the registered model
     autoretrain db upgrade|downgrade|current|history   AutoRetrain's database migrations
+    autoretrain maintenance purge [--dry-run]   retention: old rows, old texts, old snapshots
     autoretrain settings                   the effective settings (file + environment)
 
 Every command reads ``autoretrain.json`` and ``AUTORETRAIN_*`` variables; ``--tracking-uri``
@@ -200,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     from autoretrain.cli import db as db_cli
 
     db_cli.add_commands(sub)
+
+    from autoretrain.cli import maintenance as maintenance_cli
+
+    maintenance_cli.add_commands(sub)
 
     sub.add_parser("models", help="registered versions and aliases").set_defaults(func=cmd_models)
     sub.add_parser("settings", help="print the effective settings").set_defaults(func=cmd_settings)

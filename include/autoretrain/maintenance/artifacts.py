@@ -22,6 +22,7 @@ from typing import TypedDict
 
 from autoretrain.config import Settings
 from autoretrain.data.snapshots import REPORTS, SNAPSHOTS, ArtifactStore, list_snapshots
+from autoretrain.maintenance.retention import plain_utc
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def purge_artifacts(store: ArtifactStore, *, keep: int, referenced: Collection[s
 
 def reports_cutoff(now: datetime, retention_days: int) -> datetime:
     """Reports that judged data before this are old enough to go."""
-    return now - timedelta(days=retention_days)
+    return plain_utc(now) - timedelta(days=retention_days)
 
 
 def _judged_at(store: ArtifactStore, key: str) -> datetime | None:

@@ -101,12 +101,12 @@ def active_canary_start(engine: Engine) -> datetime | None:
         mode = json.loads(row[0]).get("mode")
     except (ValueError, AttributeError):  # an unreadable override: assume the worst, a canary
         mode = "canary"
-    return _utc(row[1]) if mode == "canary" else None
+    return plain_utc(row[1]) if mode == "canary" else None
 
 
 def horizon(settings: Settings, engine: Engine, *, now: datetime) -> Horizon:
     """The cut-offs for ``now`` (see the module docstring): retention, guard, a running canary."""
-    now = _utc(now)
+    now = plain_utc(now)
     guard = timedelta(hours=settings.retention_guard_hours)
     canary = active_canary_start(engine)
     protect = canary - guard if canary else None
@@ -209,8 +209,11 @@ def redact_texts(engine: Engine, *, before: datetime, batch_size: int, dry_run: 
             return changed
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def plain_utc(value: datetime) -> datetime:
+    """A plain aware UTC datetime (not pendulum's: ``DateTime - timedelta`` loses its zone there)."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                    value.microsecond, tzinfo=UTC)
 
 
 def purge_database(settings: Settings, *, now: datetime, dry_run: bool = False) -> RowsPurge:
