@@ -79,3 +79,18 @@ def test_tampered_snapshot_and_missing_bucket_are_named(s3):
     with pytest.raises(SnapshotError, match=r"s3://autoretrain-no-such-bucket-4242/snapshots/: S3 list failed "
                                             r"\(NoSuchBucket\)"):
         list_snapshots(gone)
+
+
+def test_the_snapshot_purge_deletes_in_s3_too(s3):
+    """Retention (issue 12): old snapshots beyond snapshot_keep go, the newest and the referenced stay."""
+    from autoretrain.maintenance.artifacts import purge_artifacts
+
+    client, bucket = s3
+    store = artifact_store(Settings(artifact_store_uri=f"s3://{bucket}/autoretrain"))
+    digests = [write_snapshot(store, FRAME.iloc[: i + 1], source="s", now=datetime(2026, 3, 1 + i, tzinfo=UTC)).digest
+               for i in range(3)]
+    done = purge_artifacts(store, keep=1, referenced={digests[0]}, reports_before=datetime(2026, 1, 1, tzinfo=UTC))
+    assert done["snapshots_deleted"] == [digests[1]]
+    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
+    assert keys == sorted(f"autoretrain/snapshots/{d}/{name}" for d in (digests[0], digests[2])
+                          for name in ("data.jsonl", "manifest.json"))
