@@ -236,7 +236,7 @@ def main() -> int:
     stack.up(DEMO_ENV, progress=lambda m: say("  " + m))
     api = AirflowAPI(stack.AIRFLOW_URL, "admin", stack.airflow_password())
     api.wait_for_dags(DAGS)
-    service = Service(stack.SERVING_URL, stack.api_token())
+    service = Service(stack.SERVING_URL, stack.token("feedback"))
     timings["stack_up_s"] = round(time.monotonic() - STARTED, 1)
     say(f"stack up; DAGs parsed ({', '.join(DAGS)})")
 

@@ -7,7 +7,7 @@
 The stack: an MLflow server (SQLite store, local artifacts), Airflow 3's components on the
 project's SQLite metadata DB with the LocalExecutor (api-server, scheduler, dag-processor,
 triggerer) and the prediction service on ``models:/<model_name>@champion``. Every process gets the
-same environment (tracking URI, AutoRetrain's database, the API token), so the DAGs' tasks and the
+same environment (tracking URI, AutoRetrain's database, the service's tokens), so the DAGs' tasks and the
 service share one prediction log; ``up`` migrates that database (``autoretrain db upgrade``) before
 starting anything. State, logs and pid files live under ``.autoretrain/stack/``
 (git-ignored); ``make demo`` uses the same stack and runs the closed loop on it.
@@ -53,13 +53,14 @@ MLFLOW_ARTIFACTS = STORES / "mlartifacts"
 DATABASE_URL = database_url(embedded_settings())  # prediction log, feedback, drift windows, alerts, audit
 
 
-def api_token() -> str:
-    """The service's bearer token for /feedback and /admin/*, generated once per stack folder."""
-    path = STATE / "api_token"
+def token(role: str) -> str:
+    """The service's bearer token of ``role`` (feedback: POST /feedback; admin: /admin/*, /drift/calculate),
+    generated once per stack folder (<role>_token, mode 0600)."""
+    path = STATE / f"{role}_token"
     if not path.exists():
         STATE.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(24))
-        path.chmod(0o600)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
     return path.read_text().strip()
 
 
@@ -75,7 +76,8 @@ def stack_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         **os.environ,
         "MLFLOW_TRACKING_URI": MLFLOW_URL,
         "AUTORETRAIN_DATABASE_URL": DATABASE_URL,
-        "AUTORETRAIN_API_TOKEN": api_token(),
+        "AUTORETRAIN_FEEDBACK_TOKEN": token("feedback"),
+        "AUTORETRAIN_ADMIN_TOKEN": token("admin"),
         "AUTORETRAIN_SERVING_HOST": HOST,
         "AUTORETRAIN_SERVING_PORT": str(SERVING_PORT),
         "AIRFLOW__API__HOST": HOST,
@@ -149,7 +151,7 @@ def urls() -> str:
     return "\n".join([
         f"  Airflow UI    {AIRFLOW_URL}   (user admin, password {password})",
         f"  MLflow UI     {MLFLOW_URL}",
-        f"  API docs      {SERVING_URL}/docs   (bearer token for /feedback and /admin: {STATE / 'api_token'})",
+        f"  API docs      {SERVING_URL}/docs   (bearer tokens: {STATE / 'feedback_token'}, {STATE / 'admin_token'})",
         f"  logs          {STATE / 'logs'}",
     ])
 

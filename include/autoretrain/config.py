@@ -24,7 +24,7 @@ ENV_PREFIX = "AUTORETRAIN_"
 CONFIG_ENV = "AUTORETRAIN_CONFIG"
 HOME_ENV = "AUTORETRAIN_HOME"
 #: settings that are secrets: never logged, printed or sent to MLflow
-SECRET_FIELDS = ("api_token",)
+SECRET_FIELDS = ("api_token", "feedback_token", "admin_token", "routing_salt")
 #: model families (autoretrain.training.families.FAMILIES holds their definitions; a test keeps both in step)
 KNOWN_FAMILIES = ("multinomial_nb", "complement_nb", "logreg", "linear_svm", "sgd")
 #: paired tests the champion/challenger comparison can require (see autoretrain.promotion.decision)
@@ -109,10 +109,12 @@ class Settings:
     # --- serving (issue 3): autoretrain.serving, its prediction log on database_url
     serving_host: str = "127.0.0.1"
     serving_port: int = 8000
-    api_token: str = dataclasses.field(default="", repr=False)  # bearer token of /feedback, /admin/*; empty: off
+    api_token: str = dataclasses.field(default="", repr=False)  # deprecated: fills in feedback_token/admin_token
     routing_mode: str = "full"  # full | shadow | canary | ab; PUT /admin/routing switches it live
     ab_variants: tuple[str, ...] = ("champion=50", "challenger=50")  # ab mode: registry alias=weight
-    routing_salt: str = "autoretrain"  # part of the sticky user hash; a new salt reshuffles users
+    # secret key of the sticky user hash (a new salt reshuffles users); empty: generated once into
+    # <state_dir>/routing-salt; processes that share no state folder must all set the same value
+    routing_salt: str = dataclasses.field(default="", repr=False)
     reload_interval_seconds: float = 10.0  # how often aliases and the routing override are polled
     log_queue_size: int = 100_000  # predictions waiting for the log writer; beyond: dropped and counted
     log_batch_size: int = 500  # rows per INSERT of the prediction-log writer
@@ -140,6 +142,12 @@ class Settings:
     snapshot_keep: int = 10  # newest dataset snapshots kept (and any a registered version was trained on)
     redact_at_rest: bool = False  # store prediction-log texts with e-mails, cards, phones replaced
     redact_after_days: int = 0  # redact stored texts older than this many days; 0: never
+
+    # --- access (issue 12): one bearer token per role (autoretrain.serving.access); empty: that role is off
+    feedback_token: str = dataclasses.field(default="", repr=False)  # POST /feedback
+    admin_token: str = dataclasses.field(default="", repr=False)  # /admin/*, POST /drift/calculate
+    drift_max_messages: int = 10_000  # per POST /drift/calculate; more: 413
+    drift_max_concurrent: int = 1  # POST /drift/calculate running at once per process; more: 429
 
     def __post_init__(self) -> None:
         for name in ("accuracy_min", "f1_min", "ece_max", "drift_threshold", "accuracy_floor",

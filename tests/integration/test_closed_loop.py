@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -28,7 +29,7 @@ from tests.conftest import (
 )
 
 FAST = {"families": ["logreg"], "cv_folds": 2}
-TOKEN = "closed-loop-token"
+TOKEN = "closed-loop-feedback-token-" + uuid.uuid4().hex  # strong enough for the service (issue 12)
 
 
 def _replay(http: httpx.Client, messages: list[tuple[str, str]]) -> list[dict]:
@@ -45,7 +46,7 @@ def test_drift_in_live_traffic_ends_with_a_new_champion_answering_predict(airflo
                                                                          model_name, monkeypatch) -> None:
     db = migrated(postgres_db("closed_loop"))
     for key, value in {"MLFLOW_TRACKING_URI": mlflow_server.uri, "AUTORETRAIN_MODEL_NAME": model_name,
-                       "AUTORETRAIN_DATABASE_URL": db, "AUTORETRAIN_API_TOKEN": TOKEN,
+                       "AUTORETRAIN_DATABASE_URL": db, "AUTORETRAIN_FEEDBACK_TOKEN": TOKEN,
                        "AUTORETRAIN_BOOTSTRAP_SAMPLES": "500", "AUTORETRAIN_RELOAD_INTERVAL_SECONDS": "0.5",
                        "AUTORETRAIN_EXPERIMENT_NAME": f"closed-loop-{model_name}"}.items():
         monkeypatch.setenv(key, value)

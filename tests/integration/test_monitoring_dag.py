@@ -179,8 +179,10 @@ def test_drift_endpoint_and_cli_give_the_monitoring_json(env, tmp_path, capsys):
     from autoretrain.serving.app import create_app
 
     settings, _, holdout = env
+    admin = "monitoring-admin-token-" + uuid.uuid4().hex
     ham = holdout.loc[holdout["label"] == "ham", "text"].head(150).tolist()
-    with TestClient(create_app(settings)) as client:
+    app = create_app(settings.with_overrides({"admin_token": admin}))
+    with TestClient(app, headers={"Authorization": f"Bearer {admin}"}) as client:
         for _ in range(100):  # the service loads the champion in the background
             if client.get("/ready").status_code == 200:
                 break

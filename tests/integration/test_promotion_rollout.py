@@ -83,7 +83,8 @@ def settings(mlflow_server, postgres_db, model_name, monkeypatch) -> Settings:
     return load_settings().with_overrides({
         "model_name": model_name, "tracking_uri": mlflow_server.uri, "experiment_name": "rollout-tests",
         "database_url": migrated(postgres_db("rollout")), "bootstrap_samples": 500, "canary_minutes": 5,
-        "canary_grace_seconds": 30, "canary_min_requests": 50})
+        "canary_grace_seconds": 30, "canary_min_requests": 50,
+        "routing_salt": "test-routing-salt-00882-of-the-canary-tests"})  # 93 of 1,000 users (tests/unit)
 
 
 def register(settings: Settings, pipeline: Any, holdout: pd.DataFrame) -> registry.ModelRef:

@@ -39,9 +39,10 @@ from tests.conftest import SESSION_TMP, free_port, migrated, wait_http
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "serving-token-" + uuid.uuid4().hex
+TOKEN = "serving-token-" + uuid.uuid4().hex  # the admin token
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-SALT = "autoretrain"
+FEEDBACK_TOKEN = "serving-feedback-" + uuid.uuid4().hex
+SALT = "test-routing-salt-00882-of-the-canary-tests"  # 93 of 1,000 users on a 10 % canary
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -118,7 +119,8 @@ def start_service(mlflow_server) -> Iterator[Callable[..., list[Service]]]:
         for _ in range(count):
             port = free_port()
             log = SESSION_TMP / f"serving-{port}.log"
-            full_env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.uri, "AUTORETRAIN_API_TOKEN": TOKEN,
+            full_env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.uri, "AUTORETRAIN_ADMIN_TOKEN": TOKEN,
+                        "AUTORETRAIN_FEEDBACK_TOKEN": FEEDBACK_TOKEN, "AUTORETRAIN_ROUTING_SALT": SALT,
                         "AUTORETRAIN_RELOAD_INTERVAL_SECONDS": "1",
                         **{f"AUTORETRAIN_{k.upper()}": str(v) for k, v in env.items()}}
             with log.open("w") as fh:

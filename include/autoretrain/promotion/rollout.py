@@ -28,7 +28,7 @@ from autoretrain.config import Settings
 from autoretrain.promotion import payloads
 from autoretrain.promotion.canary import CanaryPolicy, check_canary
 from autoretrain.promotion.decision import Policy, Scores, decide_promotion
-from autoretrain.serving import prediction_log
+from autoretrain.serving import access, prediction_log
 from autoretrain.training.evaluation import compute_metrics
 from autoretrain.training.payloads import RegisteredVersion
 
@@ -131,7 +131,7 @@ def canary_status(settings: Settings, *, canary: payloads.CanaryStart,
     answered = [r for r in rows if r["variant"] == registry.CHALLENGER and str(r["model_version"]) == canary["version"]]
     verdict = check_canary(rows, challenger_version=str(canary["version"]), champion_version=champion_version,
                            champion_labels=_replay(settings, champion_version, answered),
-                           policy=CanaryPolicy.from_settings(settings),
+                           policy=CanaryPolicy.from_settings(access.with_routing_salt(settings)),
                            window_complete=now >= started + timedelta(minutes=float(canary["canary_minutes"])))
     for reason in verdict.reasons:
         log.info("canary: %s", reason)

@@ -9,6 +9,7 @@ import hmac
 import inspect
 import json
 import logging
+import math
 import threading
 from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import asynccontextmanager, contextmanager
@@ -34,7 +35,7 @@ from autoretrain.config import Settings, SettingsError
 from autoretrain.db.engine import database_url, make_engine, redacted
 from autoretrain.db.migrate import check_schema
 from autoretrain.errors import TransientError
-from autoretrain.serving import prediction_log, schemas
+from autoretrain.serving import access, prediction_log, schemas
 from autoretrain.serving.fastlane import PredictFastLane
 from autoretrain.serving.manager import Loader, Lookup, ModelManager
 from autoretrain.serving.routing import RoutingConfig, RoutingError, from_settings
@@ -48,7 +49,8 @@ DOCS_ASSETS = "/docs-assets"
 
 Responses = dict[int | str, dict[str, Any]]  # FastAPI's ``responses=``: status -> OpenAPI response
 _ERRORS: Responses = {401: {"model": schemas.ErrorResponse, "description": "missing or wrong bearer token"},
-                      503: {"model": schemas.ErrorResponse, "description": "not ready, or no API token configured"}}
+                      403: {"model": schemas.ErrorResponse, "description": "this role has no token configured: off"},
+                      503: {"model": schemas.ErrorResponse, "description": "not ready"}}
 _NOT_READY: Responses = {503: {"model": schemas.ErrorResponse, "description": "no model loaded yet (see /ready)"}}
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
@@ -57,7 +59,7 @@ Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 class _Guard(TypedDict):
     """The keyword arguments of a route behind the bearer token."""
 
-    dependencies: list[Any]  # [Depends(require_token)]
+    dependencies: list[Any]  # [Depends(<the role's token check>)]
     responses: Responses
 
 
@@ -94,12 +96,14 @@ def check_settings(settings: Settings) -> None:
     from_settings(settings)  # routing_mode, canary_percent, ab_variants
     limits = {"reload_interval_seconds": (0.1, 86_400), "log_queue_size": (1, 10_000_000),
               "log_batch_size": (1, 100_000), "log_flush_seconds": (0.001, 3600), "max_batch_messages": (1, 10_000),
-              "max_message_chars": (1, 1_000_000), "top_features": (0, 100), "serving_port": (0, 65_535)}
+              "max_message_chars": (1, 1_000_000), "top_features": (0, 100), "serving_port": (0, 65_535),
+              "drift_max_messages": (1, schemas.MAX_DRIFT_MESSAGES), "drift_max_concurrent": (1, 64)}
     for name, (low, high) in limits.items():
         value = getattr(settings, name)
         if not low <= value <= high:
             raise SettingsError(f"{name}={value!r} must be between {low} and {high} "
                                 f"(AUTORETRAIN_{name.upper()} or autoretrain.json)")
+    access.tokens_for(settings)  # WeakSecretError: a weak, example or shared token stops the start
 
 
 def check_database(engine: sa.Engine) -> None:
@@ -118,6 +122,9 @@ def create_app(settings: Settings, *, lookup: Lookup | None = None, loader: Load
     ``fast_lane=False`` serves ``POST /predict`` through FastAPI only (tests compare both lanes).
     """
     check_settings(settings)
+    settings = access.with_routing_salt(settings)  # the secret salt the canary check hashes with too
+    tokens = access.tokens_for(settings)
+    access.warn_deprecated(settings)
     engine = engine or make_engine(database_url(settings))
     writer = prediction_log.PredictionLogWriter(engine, queue_size=settings.log_queue_size,
                                                 batch_size=settings.log_batch_size,
@@ -153,8 +160,8 @@ def create_app(settings: Settings, *, lookup: Lookup | None = None, loader: Load
     bodies = schemas.request_models(settings)
     _add_prediction_routes(app, bodies, service)
     _add_info_routes(app, service)
-    _add_token_routes(app, settings, service, engine)
-    _add_drift_route(app, settings, bodies, service)
+    _add_token_routes(app, settings, service, engine, tokens)
+    _add_drift_route(app, settings, bodies, service, _token_check(tokens, access.ADMIN))
     if fast_lane:
         app.add_middleware(PredictFastLane, service=service, model=bodies.predict)
     max_body = settings.max_batch_messages * (settings.max_message_chars * 12 + 300) + 4096
@@ -227,24 +234,34 @@ def _add_info_routes(app: FastAPI, service: PredictionService) -> None:
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _add_token_routes(app: FastAPI, settings: Settings, service: PredictionService, engine: sa.Engine) -> None:
-    bearer = HTTPBearer(auto_error=False, description="The value of AUTORETRAIN_API_TOKEN")
-    FeedbackRequest = schemas.request_models(settings).feedback  # noqa: N806 - a class
+def _token_check(tokens: access.Tokens, role: str) -> Callable[..., None]:
+    """A dependency that lets a request through only with ``role``'s bearer token (403 when it has none)."""
+    token = tokens.of(role)
+    setting = f"AUTORETRAIN_{role.upper()}_TOKEN"
+    bearer = HTTPBearer(auto_error=False, scheme_name=f"{role}_token", description=f"The value of {setting}")
 
     def require_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        if not settings.api_token:
-            raise HTTPException(503, "feedback and admin endpoints are off: no API token is configured; set "
-                                     "AUTORETRAIN_API_TOKEN (or api_token in autoretrain.json) and restart")
+        if not token:
+            raise HTTPException(403, f"the {role} endpoints are off: no {role} token is configured; set {setting} "
+                                     f"(or {role}_token in autoretrain.json) and restart")
         if credentials is None:
-            raise HTTPException(401, "missing bearer token: send 'Authorization: Bearer <AUTORETRAIN_API_TOKEN>'",
+            raise HTTPException(401, f"missing bearer token: send 'Authorization: Bearer <{setting}>'",
                                 headers={"WWW-Authenticate": "Bearer"})
-        if not hmac.compare_digest(credentials.credentials.encode(), settings.api_token.encode()):
-            raise HTTPException(401, "wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+            raise HTTPException(401, f"wrong bearer token (this endpoint takes the {role} token)",
+                                headers={"WWW-Authenticate": "Bearer"})
 
-    guarded: _Guard = {"dependencies": [Depends(require_token)], "responses": _ERRORS}
+    return require_token
+
+
+def _add_token_routes(app: FastAPI, settings: Settings, service: PredictionService, engine: sa.Engine,
+                      tokens: access.Tokens) -> None:
+    FeedbackRequest = schemas.request_models(settings).feedback  # noqa: N806 - a class
+    feedback_guard = [Depends(_token_check(tokens, access.FEEDBACK))]
+    guarded: _Guard = {"dependencies": [Depends(_token_check(tokens, access.ADMIN))], "responses": _ERRORS}
 
     @app.post("/feedback", response_model=schemas.FeedbackResponse, tags=["feedback"],
-              dependencies=guarded["dependencies"],
+              dependencies=feedback_guard,
               responses={**_ERRORS, 404: {"model": schemas.ErrorResponse, "description": "unknown request_id"}})
     @_body_model(FeedbackRequest)
     def feedback(body: schemas.FeedbackBase) -> dict[str, Any]:
@@ -301,10 +318,16 @@ def _add_token_routes(app: FastAPI, settings: Settings, service: PredictionServi
 
 
 def _add_drift_route(app: FastAPI, settings: Settings, bodies: schemas.RequestModels,
-                     service: PredictionService) -> None:
-    """``POST /drift/calculate``: the monitoring checks on a posted batch, against the champion's reference."""
+                     service: PredictionService, guard: Callable[..., None]) -> None:
+    """``POST /drift/calculate``: the monitoring checks on a posted batch, against the champion's reference.
+
+    Behind the admin token, at most ``drift_max_messages`` per call (413) and ``drift_max_concurrent``
+    calls at once in this process (429 with Retry-After): one call holds a core for seconds.
+    """
     champions: dict[str, Any] = {}  # champion version -> monitoring.Champion (reference built once)
     lock = threading.Lock()
+    slots = threading.BoundedSemaphore(settings.drift_max_concurrent)
+    last_seconds = [1.0]  # duration of the last call: the Retry-After of a refused one
 
     def champion_for(version: str) -> Any:
         from autoretrain import tracking
@@ -317,11 +340,29 @@ def _add_drift_route(app: FastAPI, settings: Settings, bodies: schemas.RequestMo
                 champions[champion.ref.version] = champion
             return champions.get(version) or next(iter(champions.values()))
 
-    @app.post("/drift/calculate", tags=["monitoring"],
-              responses={**_NOT_READY, 409: {"description": "the champion has no recorded training data"}})
+    @app.post("/drift/calculate", tags=["monitoring"], dependencies=[Depends(guard)],
+              responses={**_ERRORS, 409: {"description": "the champion has no recorded training data"},
+                         413: {"model": schemas.ErrorResponse, "description": "more than drift_max_messages"},
+                         429: {"model": schemas.ErrorResponse, "description": "drift_max_concurrent calls running"}})
     @_body_model(bodies.drift)
     def drift_calculate(body: schemas.DriftBase) -> dict[str, Any]:
         """Drift of the posted messages against the champion's training reference (same JSON as monitoring)."""
+        if len(body.messages) > settings.drift_max_messages:
+            raise HTTPException(413, f"{len(body.messages):,} messages is more than drift_max_messages="
+                                     f"{settings.drift_max_messages:,} per call; split the batch (or run the "
+                                     "monitoring DAG on the window)")
+        if not slots.acquire(blocking=False):
+            wait = max(1, math.ceil(last_seconds[0]))
+            raise HTTPException(429, f"{settings.drift_max_concurrent} drift calculation(s) already running "
+                                     f"(drift_max_concurrent); retry in {wait} s", headers={"Retry-After": str(wait)})
+        started = perf_counter()
+        try:
+            return calculate(body)
+        finally:
+            last_seconds[0] = perf_counter() - started
+            slots.release()
+
+    def calculate(body: schemas.DriftBase) -> dict[str, Any]:
         from autoretrain.monitoring.windows import adhoc_drift
 
         if body.labels is not None and len(body.labels) != len(body.messages):

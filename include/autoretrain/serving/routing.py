@@ -1,14 +1,17 @@
 """Traffic routing: which registry alias (variant) serves a request, and which one shadows it.
 
-Pure functions, no I/O. Assignment is sticky: the variant of a ``user_id`` comes from a SHA-256 of
-``salt`` and the id, so it is the same in every process and after every restart (Python's ``hash()``
-is salted per process and would not be). Requests without a ``user_id`` hash their request id,
-which is random, so they are assigned per request.
+Pure functions, no I/O. Assignment is sticky: the variant of a ``user_id`` comes from an
+HMAC-SHA256 of the id keyed with the deployment's secret ``salt``, so it is the same in every
+process and after every restart (Python's ``hash()`` is salted per process and would not be), and
+nobody without the salt can compute which ids land on the challenger. ``user_id`` is a stickiness
+key, not an identity: it is whatever the caller sends (see docs/deploy.md, "Tokens and roles").
+Requests without a ``user_id`` hash their request id, which is random, so they are assigned per request.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -110,8 +113,9 @@ def from_settings(settings: Any) -> RoutingConfig:
 
 
 def bucket(key: str, salt: str) -> float:
-    """A stable number in [0, 1) for ``key``: the first 8 bytes of SHA-256(salt, key)."""
-    digest = hashlib.sha256(f"{salt}\x00{key}".encode("utf-8", "surrogatepass")).digest()
+    """A stable number in [0, 1) for ``key``: the first 8 bytes of HMAC-SHA256(key=salt, msg=key)."""
+    digest = hmac.digest(salt.encode("utf-8", "surrogatepass"), key.encode("utf-8", "surrogatepass"),
+                         hashlib.sha256)
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 

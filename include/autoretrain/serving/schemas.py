@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from autoretrain.config import Settings
 
-MAX_DRIFT_MESSAGES = 50_000  # per POST /drift/calculate (the monitoring DAG handles bigger windows)
+MAX_DRIFT_MESSAGES = 50_000  # highest drift_max_messages per POST /drift/calculate (the DAG handles bigger windows)
 _USER_ID = Field(default=None, min_length=1, max_length=128,
                  description="Stable id of the end user; the same id always gets the same variant.")
 
@@ -101,9 +101,10 @@ def request_models(settings: Settings) -> RequestModels:
                             label=(label, Field(description=f"The true label: one of {list(settings.labels)}")))
     drift = create_model(
         "DriftRequest", __base__=DriftBase,
-        messages=(list[str], Field(min_length=1, max_length=MAX_DRIFT_MESSAGES,
+        messages=(list[str], Field(min_length=1,
                                    description=f"The batch to compare with the champion's reference "
-                                               f"(1..{MAX_DRIFT_MESSAGES:,} messages)")),
+                                               f"(1..{settings.drift_max_messages:,} messages, "
+                                               "drift_max_messages; more: 413)")),
         labels=(list[label | None] | None, Field(default=None, description="True labels where known "
                                                  "(aligned with messages): enables the accuracy/F1/ECE checks")))
     return RequestModels(predict=predict, batch=batch, feedback=feedback, drift=drift)

@@ -45,21 +45,22 @@ PROJECT_IMAGE = "${AUTORETRAIN_IMAGE:-autoretrain:local}"
 # what the airflow services must share, exactly (values after interpolation with .env.example)
 AIRFLOW_COMMON = {
     "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://autoretrain:change-me@postgres:5432/airflow",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://airflow:change-me@postgres:5432/airflow",
     "AIRFLOW__CELERY__BROKER_URL": "redis://redis:6379/0",
-    "AIRFLOW__CELERY__RESULT_BACKEND": "db+postgresql://autoretrain:change-me@postgres:5432/airflow",
+    "AIRFLOW__CELERY__RESULT_BACKEND": "db+postgresql://airflow:change-me@postgres:5432/airflow",
     "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://airflow-apiserver:8080/execution/",
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW_CONFIG": "/opt/autoretrain/airflow.cfg",
     "AUTORETRAIN_HOME": "/opt/autoretrain",
     "MLFLOW_TRACKING_URI": "http://mlflow:5000",
-    "AUTORETRAIN_DATABASE_URL": "postgresql+psycopg2://autoretrain:change-me@postgres:5432/autoretrain",
+    "AUTORETRAIN_DATABASE_URL": "postgresql+psycopg2://autoretrain_app:change-me@postgres:5432/autoretrain",
+    "AIRFLOW__CORE__AUTH_MANAGER": "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager",
     "AUTORETRAIN_ARTIFACT_STORE_URI": "s3://autoretrain/artifacts",
     "MLFLOW_S3_ENDPOINT_URL": "http://minio:9000",
     "AWS_ENDPOINT_URL": "http://minio:9000",
 }
 # required in x-airflow-common, from .env (no default: compose refuses to start without them)
-AIRFLOW_COMMON_FROM_ENV = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY", "AWS_ACCESS_KEY_ID",
+AIRFLOW_COMMON_FROM_ENV = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY", "AUTORETRAIN_ROUTING_SALT",
                            "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
                            "AIRFLOW__CORE__PARALLELISM")
 SHELLS = ("bash", "sh", "/bin/bash", "/bin/sh")
@@ -381,9 +382,14 @@ def test_the_project_image_is_built_before_any_service_needs_it(raw: dict[str, A
 def test_prediction_service_shares_the_stores_of_the_airflow_tasks(stack: dict[str, Any]) -> None:
     airflow_env = stack["x-airflow-common"]["environment"]
     prediction_env = stack["services"]["prediction"]["environment"]
-    shared = ("AUTORETRAIN_DATABASE_URL", "AUTORETRAIN_ARTIFACT_STORE_URI", "MLFLOW_TRACKING_URI",
-              "MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    shared = ("AUTORETRAIN_ARTIFACT_STORE_URI", "MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL",
+              "AUTORETRAIN_ROUTING_SALT")  # the canary check recomputes the service's routing with the salt
     assert {k: prediction_env[k] for k in shared} == {k: airflow_env[k] for k in shared}
+    # the same database with its own role and its own S3 user (issue 12)
+    served = urlsplit(prediction_env["AUTORETRAIN_DATABASE_URL"])
+    tasks = urlsplit(airflow_env["AUTORETRAIN_DATABASE_URL"])
+    assert (served.hostname, served.path) == (tasks.hostname, tasks.path) and served.username != tasks.username
+    assert prediction_env["AWS_ACCESS_KEY_ID"] != airflow_env["AWS_ACCESS_KEY_ID"]
     assert prediction_env["AUTORETRAIN_SERVING_HOST"] == "0.0.0.0"
 
 
@@ -401,7 +407,9 @@ def test_every_env_example_variable_is_used(raw: dict[str, Any], env_example: di
 
 
 def test_compose_refuses_to_start_without_the_secrets(raw: dict[str, Any], env_example: dict[str, str]) -> None:
-    for secret in ("POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "MINIO_ROOT_PASSWORD"):
+    for secret in ("POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "MINIO_ROOT_PASSWORD",
+                   "AUTORETRAIN_FEEDBACK_TOKEN", "AUTORETRAIN_ADMIN_TOKEN", "AUTORETRAIN_ROUTING_SALT",
+                   "SERVING_DB_PASSWORD", "PREDICTION_S3_SECRET_KEY"):
         with pytest.raises(KeyError, match=secret):
             interpolate(raw, {k: v for k, v in env_example.items() if k != secret})
 
@@ -456,7 +464,8 @@ def test_airflow_init_migrates_autoretrains_database_before_anything_uses_it(raw
     assert init["command"][2].lstrip().startswith("set -euo pipefail"), "a failed upgrade must fail airflow-init"
     url = stack["x-airflow-common"]["environment"]["AUTORETRAIN_DATABASE_URL"]
     assert init["environment"]["AUTORETRAIN_DATABASE_URL"] == url  # the database the tasks and the service use
-    assert stack["services"]["prediction"]["environment"]["AUTORETRAIN_DATABASE_URL"] == url
+    served = urlsplit(stack["services"]["prediction"]["environment"]["AUTORETRAIN_DATABASE_URL"])
+    assert (served.hostname, served.path) == (urlsplit(url).hostname, urlsplit(url).path)  # its own role (issue 12)
     users = [name for name, service in raw["services"].items() if service.get("image") == PROJECT_IMAGE
              and "AUTORETRAIN_DATABASE_URL" in (stack["services"][name].get("environment") or {})
              and name != "airflow-init"]
@@ -469,7 +478,7 @@ def test_airflow_init_migrates_autoretrains_database_before_anything_uses_it(raw
 def test_python_one_liners_compile(project_services: dict[str, dict[str, Any]]) -> None:
     snippets = [argv[2] for service in project_services.values() for argv in service_commands(service)
                 if argv[0] == "python"]
-    assert len(snippets) >= 4  # the HTTP healthchecks and airflow-init's password file
+    assert len(snippets) >= 4  # the HTTP healthchecks
     for code in snippets:
         compile(code, "<docker-compose.yaml>", "exec")
 
@@ -654,3 +663,97 @@ def test_mlflow_server_options_exist(mlflow_probe: MlflowProbe) -> None:
         given = {arg.split("=")[0] for arg in argv if arg.startswith("--")}
         assert given <= set(result["options"])
         assert {"--backend-store-uri", "--artifacts-destination", "--host", "--allowed-hosts"} <= given
+
+
+# ------------------------------------------------------------------------------------ access (issue 12)
+ROOT_SECRETS = ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD")
+ROLE_OF = {"prediction": "autoretrain_serving", "mlflow": "mlflow"}
+
+
+def _secrets_used(raw_service: Mapping[str, Any]) -> set[str]:
+    return {m["braced"] or m["named"] for text in strings(raw_service) for m in VARIABLE.finditer(text)
+            if not m["escaped"]}
+
+
+def test_no_service_but_the_init_ones_gets_the_superuser_or_root_keys(raw: dict[str, Any],
+                                                                      stack: dict[str, Any]) -> None:
+    holders = {name for name, service in raw["services"].items() if _secrets_used(service) & set(ROOT_SECRETS)}
+    if _secrets_used(raw["x-airflow-common"]) & set(ROOT_SECRETS):
+        holders |= {name for name in raw["services"] if name.startswith("airflow-")}
+    # postgres and minio are the servers themselves; the two one-shot init services create the roles and users
+    assert holders == {"postgres", "postgres-init", "minio", "minio-init"}
+    superuser = stack["services"]["postgres"]["environment"]["POSTGRES_USER"]
+    root_user = stack["services"]["minio"]["environment"]["MINIO_ROOT_USER"]
+    for name, service in stack["services"].items():
+        env = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+        users = {urlsplit(v).username for v in env.values() if v.startswith(("postgresql", "db+postgresql"))}
+        users |= {urlsplit(a).username for a in map(str, service.get("command") or []) if a.startswith("postgresql")}
+        assert superuser not in users, f"{name} logs in to Postgres as the superuser"
+        if name not in ("minio", "minio-init"):
+            assert env.get("AWS_ACCESS_KEY_ID") != root_user, f"{name} uses the MinIO root keys"
+
+
+def test_each_service_has_its_own_postgres_role_and_s3_user(stack: dict[str, Any]) -> None:
+    services = stack["services"]
+    mlflow_store = next(a for a in services["mlflow"]["command"] if a.startswith("postgresql"))
+    assert urlsplit(mlflow_store).username == "mlflow"
+    prediction = services["prediction"]["environment"]
+    assert urlsplit(prediction["AUTORETRAIN_DATABASE_URL"]).username == "autoretrain_serving"
+    assert prediction["AWS_ACCESS_KEY_ID"] == "prediction"
+    assert services["mlflow"]["environment"]["AWS_ACCESS_KEY_ID"] == "mlflow"
+    roles = (ROOT / "deploy" / "postgres" / "roles.sql").read_text(encoding="utf-8")
+    for role in ("airflow", "mlflow", "autoretrain_app", "autoretrain_serving"):
+        assert f"ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE" in roles
+    grants = [line for line in roles.splitlines() if "autoretrain_serving" in line and "GRANT" in line]
+    assert grants and not any(word in line for line in grants for word in ("TRUNCATE", "TRIGGER", "ALL PRIVILEGES",
+                                                                           "CREATE"))
+    mounted = host_path(services["postgres-init"], "/deploy/roles.sql")
+    assert mounted == ROOT / "deploy" / "postgres" / "roles.sql"
+    script = " ".join(services["minio-init"]["command"])
+    for who in ("pipeline", "mlflow", "prediction"):
+        assert f"mc admin user add local {who} " in script
+        policy = json.loads((ROOT / "deploy" / "minio" / f"{who}-policy.json").read_text(encoding="utf-8"))
+        actions = {a for statement in policy["Statement"] for a in statement["Action"]}
+        if who == "prediction":  # read-only on the bucket
+            assert actions == {"s3:GetBucketLocation", "s3:ListBucket", "s3:GetObject"}
+        else:
+            assert "s3:PutObject" in actions and not any(a.startswith("s3:*") or a == "*" for a in actions)
+    assert host_path(services["minio-init"], "/deploy/prediction-policy.json") == (
+        ROOT / "deploy" / "minio" / "prediction-policy.json")
+
+
+def test_airflow_uses_the_fab_auth_manager_with_an_admin_from_env(stack: dict[str, Any],
+                                                                  airflow_config: dict[str, Any]) -> None:
+    from airflow.cli import cli_parser
+
+    env = stack["x-airflow-common"]["environment"]
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"] == "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+    assert not any("SIMPLE_AUTH_MANAGER" in k for k in env)
+    module, _, name = env["AIRFLOW__CORE__AUTH_MANAGER"].rpartition(".")
+    assert getattr(importlib.import_module(module), name).__name__ == "FabAuthManager"  # in requirements.lock
+    commands = list(service_commands(stack["services"]["airflow-init"]))
+    create = next(argv for argv in commands if argv[:3] == ["airflow", "users", "create"])
+    args = cli_parser.get_parser().parse_args(create[1:])
+    assert (args.username, args.password, args.role) == ("${AIRFLOW_ADMIN_USER}", "${AIRFLOW_ADMIN_PASSWORD}", "Admin")
+    assert commands.index(create) > commands.index(["airflow", "db", "migrate"])  # FAB's tables exist by then
+    values = yaml.safe_load(HELM_VALUES.read_text(encoding="utf-8"))
+    assert values["config"]["core"]["auth_manager"] == env["AIRFLOW__CORE__AUTH_MANAGER"]
+    assert values["createUserJob"]["enabled"] is True
+    lock = (ROOT / "requirements.lock").read_text(encoding="utf-8")
+    assert re.search(r"^apache-airflow-providers-fab==", lock, re.MULTILINE)
+    assert re.search(r"^apache-airflow==3\.3\.2$", lock, re.MULTILINE)  # added without upgrading Airflow
+
+
+def test_the_local_demo_keeps_the_simple_auth_manager() -> None:
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(ROOT / "airflow.cfg")
+    assert parser["core"]["auth_manager"].endswith("simple_auth_manager.SimpleAuthManager")
+
+
+def test_env_example_placeholders_are_refused_by_the_service(env_example: dict[str, str]) -> None:
+    from autoretrain.serving.access import secret_problem
+
+    for name in ("AUTORETRAIN_FEEDBACK_TOKEN", "AUTORETRAIN_ADMIN_TOKEN", "AUTORETRAIN_ROUTING_SALT"):
+        assert secret_problem(env_example[name]), f"the service would start with {name}={env_example[name]!r}"

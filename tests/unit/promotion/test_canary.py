@@ -10,7 +10,8 @@ import pytest
 from autoretrain.promotion.canary import FAIL, PASS, WAIT, CanaryPolicy, check_canary, wilson_upper
 from autoretrain.serving.routing import RoutingConfig, choose
 
-POLICY = CanaryPolicy(canary_percent=10, salt="autoretrain", min_requests=50, min_labelled=20)
+SALT = "test-routing-salt-00882-of-the-canary-tests"  # 93 of USERS (12 of the first 100) on the challenger
+POLICY = CanaryPolicy(canary_percent=10, salt=SALT, min_requests=50, min_labelled=20)
 USERS = [f"user-{i}" for i in range(1000)]  # 93 of them land on the challenger at 10 % (see test_serving)
 
 
@@ -25,7 +26,7 @@ def traffic(*, users: list[str] = USERS, challenger_loaded: bool = True,
     rows = []
     for i, user in enumerate(users):
         truth = "spam" if is_spam(i) else "ham"
-        variant = choose(RoutingConfig(mode="canary", canary_percent=10), user, "autoretrain")
+        variant = choose(RoutingConfig(mode="canary", canary_percent=10), user, SALT)
         if variant == "challenger" and not challenger_loaded:
             variant = "champion"  # the service falls back to the champion
         label = truth if variant == "champion" or challenger_label is None else challenger_label(i)
@@ -40,7 +41,7 @@ def traffic(*, users: list[str] = USERS, challenger_loaded: bool = True,
 def challenger_spam() -> int:
     """Spam messages among the 93 challenger users."""
     config = RoutingConfig(mode="canary", canary_percent=10)
-    return sum(1 for i, u in enumerate(USERS) if is_spam(i) and choose(config, u, "autoretrain") == "challenger")
+    return sum(1 for i, u in enumerate(USERS) if is_spam(i) and choose(config, u, SALT) == "challenger")
 
 
 def replay(rows: list[dict]) -> dict[str, str]:
@@ -112,7 +113,7 @@ def test_a_challenger_that_flags_everything_fails_agreement_and_score_shift() ->
 
 def test_accuracy_is_judged_where_feedback_exists() -> None:
     wrong_on_spam = traffic(challenger_label=lambda i: "ham", feedback_every=1)
-    verdict = judge(wrong_on_spam, policy=CanaryPolicy(min_agreement=0.5, max_score_shift=0.5))
+    verdict = judge(wrong_on_spam, policy=CanaryPolicy(salt=SALT, min_agreement=0.5, max_score_shift=0.5))
     accuracy = next(c for c in verdict.checks if c.name == "accuracy")
     assert accuracy.judged and not accuracy.passed
     assert accuracy.score == pytest.approx(1.0 - wilson_upper(93 - challenger_spam(), 93))  # champion 100 %
@@ -122,7 +123,7 @@ def test_accuracy_is_judged_where_feedback_exists() -> None:
 
 def test_accuracy_needs_enough_labels() -> None:
     verdict = judge(traffic(challenger_label=lambda i: "ham", feedback_every=10),
-                    policy=CanaryPolicy(min_agreement=0.5, max_score_shift=0.5, min_labelled=20))
+                    policy=CanaryPolicy(salt=SALT, min_agreement=0.5, max_score_shift=0.5, min_labelled=20))
     accuracy = next(c for c in verdict.checks if c.name == "accuracy")
     assert not accuracy.judged and verdict.status == PASS
 
@@ -138,7 +139,7 @@ def test_requests_without_user_id_are_routed_by_request_id() -> None:
     rows = traffic()
     for row in rows:
         row["user_id"] = None
-        row["variant"] = choose(RoutingConfig(mode="canary", canary_percent=10), row["request_id"], "autoretrain")
+        row["variant"] = choose(RoutingConfig(mode="canary", canary_percent=10), row["request_id"], SALT)
         row["model_version"] = "7" if row["variant"] == "challenger" else "6"
     verdict = judge(rows)
     assert verdict.numbers["fallbacks"] == 0

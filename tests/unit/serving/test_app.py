@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import uuid
 from datetime import datetime
@@ -28,8 +27,11 @@ from autoretrain.serving.routing import RoutingConfig, choose
 from autoretrain.training.families import build_pipeline, get_family
 from tests.conftest import ROOT, migrated
 
-TOKEN = "tok-" + uuid.uuid4().hex
+TOKEN = "tok-" + uuid.uuid4().hex  # the admin token
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+FEEDBACK_TOKEN = "feedback-" + uuid.uuid4().hex
+FEEDBACK = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
+SALT = "salt-" + uuid.uuid4().hex
 
 
 class FakeRegistry:
@@ -62,7 +64,9 @@ def pipelines() -> dict[str, Any]:
 
 
 def _settings(tmp_path, **changes) -> Settings:
-    values = {"model_name": "sms", "database_url": migrated(f"sqlite:///{tmp_path / 'serving.db'}"), "api_token": TOKEN,
+    values = {"model_name": "sms", "database_url": migrated(f"sqlite:///{tmp_path / 'serving.db'}"),
+              "admin_token": TOKEN, "feedback_token": FEEDBACK_TOKEN, "routing_salt": SALT,
+              "state_dir": str(tmp_path / "state"),
               "reload_interval_seconds": 60.0, "max_message_chars": 50, "max_batch_messages": 4,
               "log_flush_seconds": 0.05, **changes}
     return Settings(**values)
@@ -200,9 +204,9 @@ def test_batch_routes_each_item_and_limits_the_size(make_client):
     assert response.status_code == 200
     answers = response.json()["predictions"]
     assert len({a["request_id"] for a in answers}) == 4
-    expected = [choose(RoutingConfig(mode="canary", canary_percent=50), i["user_id"], "autoretrain") for i in items]
-    assert [a["variant"] for a in answers] == expected == ["champion", "challenger", "champion", "challenger"]
-    assert [a["model_version"] for a in answers] == ["1", "2", "1", "2"]
+    expected = [choose(RoutingConfig(mode="canary", canary_percent=50), i["user_id"], SALT) for i in items]
+    assert [a["variant"] for a in answers] == expected and expected[0] == expected[2]
+    assert [a["model_version"] for a in answers] == [{"champion": "1", "challenger": "2"}[v] for v in expected]
     too_many = client.post("/predict/batch", json={"items": items + items[:1]})
     assert too_many.status_code == 422
     assert too_many.json()["message"] == "items: List should have at most 4 items after validation, not 5"
@@ -296,10 +300,10 @@ def test_canary_without_a_challenger_falls_back_to_the_champion_and_counts_it(ma
 
 # ------------------------------------------------------------------------------------ feedback
 def test_feedback_needs_a_configured_token(make_client):
-    client, _ = make_client(api_token="")
-    response = client.post("/feedback", json={"request_id": "x", "label": "spam"})
-    assert response.status_code == 503
-    assert "set AUTORETRAIN_API_TOKEN" in response.json()["detail"]
+    client, _ = make_client(feedback_token="")
+    response = client.post("/feedback", json={"request_id": "x", "label": "spam"}, headers=FEEDBACK)
+    assert response.status_code == 403
+    assert "set AUTORETRAIN_FEEDBACK_TOKEN" in response.json()["detail"]
 
 
 def test_feedback_auth_and_validation(make_client, caplog):
@@ -309,27 +313,30 @@ def test_feedback_auth_and_validation(make_client, caplog):
     payload = {"request_id": request_id, "label": "ham", "source": "moderator"}
     missing = client.post("/feedback", json=payload)
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
-    assert missing.json()["detail"] == "missing bearer token: send 'Authorization: Bearer <AUTORETRAIN_API_TOKEN>'"
+    assert missing.json()["detail"] == ("missing bearer token: send 'Authorization: Bearer "
+                                        "<AUTORETRAIN_FEEDBACK_TOKEN>'")
     wrong = client.post("/feedback", json=payload, headers={"Authorization": "Bearer nope"})
-    assert wrong.status_code == 401 and wrong.json()["detail"] == "wrong bearer token"
-    unknown = client.post("/feedback", json={**payload, "request_id": "no-such-id"}, headers=AUTH)
+    assert wrong.status_code == 401
+    assert wrong.json()["detail"] == "wrong bearer token (this endpoint takes the feedback token)"
+    assert client.post("/feedback", json=payload, headers=AUTH).status_code == 401  # the admin token is not it
+    unknown = client.post("/feedback", json={**payload, "request_id": "no-such-id"}, headers=FEEDBACK)
     assert unknown.status_code == 404
     assert unknown.json()["detail"] == ("unknown request_id 'no-such-id': no prediction with this id is in "
                                         "the prediction log")
-    bad_label = client.post("/feedback", json={**payload, "label": "eggs"}, headers=AUTH)
+    bad_label = client.post("/feedback", json={**payload, "label": "eggs"}, headers=FEEDBACK)
     assert bad_label.status_code == 422 and bad_label.json()["message"] == "label: Input should be 'ham' or 'spam'"
-    ok = client.post("/feedback", json=payload, headers=AUTH)
+    ok = client.post("/feedback", json=payload, headers=FEEDBACK)
     assert ok.status_code == 200
     assert {k: ok.json()[k] for k in ("request_id", "label", "source")} == payload
     row = prediction_log.get_feedback(client.app.state.engine, request_id)
     assert (row["label"], row["source"]) == ("ham", "moderator")
-    assert TOKEN not in caplog.text
+    assert TOKEN not in caplog.text and FEEDBACK_TOKEN not in caplog.text
 
 
 def test_feedback_right_after_predict_finds_the_queued_row(make_client):
     client, _ = make_client(log_flush_seconds=60.0, log_batch_size=10_000)  # nothing written on its own
     request_id = client.post("/predict", json={"message": "hello"}).json()["request_id"]
-    response = client.post("/feedback", json={"request_id": request_id, "label": "ham"}, headers=AUTH)
+    response = client.post("/feedback", json={"request_id": request_id, "label": "ham"}, headers=FEEDBACK)
     assert response.status_code == 200 and response.json()["source"] == "api"
 
 
@@ -361,7 +368,11 @@ def test_openapi_documents_the_endpoints(make_client):
     message = spec["components"]["schemas"]["PredictRequest"]["properties"]["message"]
     assert (message["minLength"], message["maxLength"]) == (1, 50)
     assert client.get("/docs").status_code == 200
-    assert re.search(r"HTTPBearer", json.dumps(spec["components"]["securitySchemes"]))
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes.keys() == {"feedback_token", "admin_token"}
+    assert {s["type"] + "/" + s["scheme"] for s in schemes.values()} == {"http/bearer"}
+    assert spec["paths"]["/feedback"]["post"]["security"] == [{"feedback_token": []}]
+    assert spec["paths"]["/drift/calculate"]["post"]["security"] == [{"admin_token": []}]
 
 
 @pytest.mark.parametrize("path", ["/predict", "/predict/batch"])

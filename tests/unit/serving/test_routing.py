@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import subprocess
 import sys
@@ -26,9 +27,9 @@ SALT = "autoretrain"
 USERS = [f"user-{i}" for i in range(10_000)]
 
 
-def test_bucket_is_the_first_8_bytes_of_sha256_of_salt_and_key():
-    expected = int.from_bytes(hashlib.sha256(b"autoretrain\x00user-1").digest()[:8], "big") / 2**64
-    assert bucket("user-1", SALT) == expected == 0.6988245179041163
+def test_bucket_is_the_first_8_bytes_of_an_hmac_of_the_key_with_the_salt():
+    expected = int.from_bytes(hmac.digest(b"autoretrain", b"user-1", hashlib.sha256)[:8], "big") / 2**64
+    assert bucket("user-1", SALT) == expected == 0.7203540010252366
 
 
 def test_bucket_is_the_same_in_another_process_with_another_hash_seed():
@@ -42,9 +43,9 @@ def test_bucket_is_the_same_in_another_process_with_another_hash_seed():
 def test_canary_10_percent_routes_10_percent_of_10000_users():
     config = RoutingConfig(mode="canary", canary_percent=10)
     share = Counter(choose(config, user, SALT) for user in USERS)
-    assert share[CHALLENGER] == 981  # pinned: a change of the hash would reshuffle every user
+    assert share[CHALLENGER] == 1003  # pinned: a change of the hash would reshuffle every user (HMAC since issue 12)
     assert abs(share[CHALLENGER] / len(USERS) - 0.10) <= 0.02
-    assert share[CHAMPION] == len(USERS) - 981
+    assert share[CHAMPION] == len(USERS) - 1003
 
 
 def test_same_user_same_variant_every_time():
@@ -57,10 +58,10 @@ def test_another_salt_reshuffles_users():
     config = RoutingConfig(mode="canary", canary_percent=10)
     a = {u for u in USERS if choose(config, u, SALT) == CHALLENGER}
     b = {u for u in USERS if choose(config, u, "other-salt") == CHALLENGER}
-    assert len(b) == 987 and len(a & b) < 200  # independent draws overlap ~10 %
+    assert len(b) == 962 and len(a & b) < 200  # independent draws overlap ~10 %
 
 
-@pytest.mark.parametrize(("percent", "expected"), [(0, 0), (100, 10_000), (0.5, 52)])
+@pytest.mark.parametrize(("percent", "expected"), [(0, 0), (100, 10_000), (0.5, 61)])
 def test_canary_edges(percent, expected):
     config = RoutingConfig(mode="canary", canary_percent=percent)
     assert sum(choose(config, u, SALT) == CHALLENGER for u in USERS) == expected
@@ -69,7 +70,7 @@ def test_canary_edges(percent, expected):
 def test_ab_weights_split_users_by_weight():
     config = RoutingConfig(mode="ab", ab_weights=((CHAMPION, 70), (CHALLENGER, 20), ("candidate-b", 10)))
     share = Counter(choose(config, u, SALT) for u in USERS)
-    assert share == {CHAMPION: 6982, CHALLENGER: 2030, "candidate-b": 988}
+    assert share == {CHAMPION: 6927, CHALLENGER: 2056, "candidate-b": 1017}
     for name, weight in config.ab_weights:
         assert abs(share[name] / len(USERS) - weight / 100) <= 0.02
 
