@@ -24,7 +24,8 @@ FORGED = {
     "accuracy_min": ({"accuracy_min": 0}, "accuracy_min=0.0 is below the configured 0.95: a run may only raise it"),
     "database_url": ({"database_url": "postgresql://attacker:pw@10.9.9.9/stolen"},
                      "conf key(s) ['database_url'] are not Params of this DAG"),
-    "tracking_uri": ({"tracking_uri": "http://10.9.9.9:5000"}, "conf key(s) ['tracking_uri'] are not Params of this DAG"),
+    "tracking_uri": ({"tracking_uri": "http://10.9.9.9:5000"},
+                     "conf key(s) ['tracking_uri'] are not Params of this DAG"),
     "bogus": ({"bogus": 1}, "conf key(s) ['bogus'] are not Params of this DAG"),
 }
 

@@ -97,7 +97,8 @@ BAD_INPUTS = {
     "many-problems": (b"ham\tok\n" + b"no tab\n" * 7, "data.tsv",
                       ["7 malformed line(s)", "line 2:", "line 6:", "(and 2 more)"]),
     "csv-missing-column": (b"label,body\nham,hi\n", "data.csv",
-                           ["data.csv: the CSV header (2 column(s)) lacks column(s) ['text']; check the settings label_column/text_column"]),
+                           ["data.csv: the CSV header (2 column(s)) lacks column(s) ['text']; "
+                            "check the settings label_column/text_column"]),
     "csv-header-only": (b"label,text\n", "data.csv", ["data.csv: no data rows after the CSV header"]),
     "csv-extra-fields": (b"label,text\nham,hi\nspam,win,now\n", "data.csv",
                          ["data.csv: 1 malformed line(s): line 3: more fields than the header's 2"]),
