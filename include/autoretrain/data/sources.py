@@ -323,9 +323,11 @@ def read_sql_table(uri: str, *, text_column: str, label_column: str,
     if configured is None or _where(wanted) != _where(configured):
         raise SourceRefused(f"{redact_uri(uri)}: a SQL source must be the configured database_url "
                             f"({redact_uri(policy.database_url or 'none')}), not another database")
-    if table not in policy.tables or table.split(".")[-1] in policy.own_tables:
-        raise SourceRefused(f"{redact_uri(uri)}: table {table!r} is not in data_allowed_tables {list(policy.tables)}"
-                            " (AutoRetrain's own tables never are)")
+    if table.split(".")[-1] in policy.own_tables:
+        raise SourceRefused(f"{redact_uri(uri)}: table {table!r} is one of AutoRetrain's own tables, never a "
+                            "data source")
+    if table not in policy.tables:
+        raise SourceRefused(f"{redact_uri(uri)}: table {table!r} is not in data_allowed_tables {list(policy.tables)}")
     query = sa.text(f"SELECT {label_column} AS label, {text_column} AS text FROM {table}")
     try:
         engine = sa.create_engine(configured)
