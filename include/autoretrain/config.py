@@ -11,20 +11,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from autoretrain.errors import AutoRetrainError
 
 ENV_PREFIX = "AUTORETRAIN_"
 CONFIG_ENV = "AUTORETRAIN_CONFIG"
 HOME_ENV = "AUTORETRAIN_HOME"
-#: settings that are secrets: never logged, printed or sent to MLflow
+#: settings that are secrets: never logged, printed or sent to MLflow (besides every name ending in SECRET_SUFFIXES)
 SECRET_FIELDS = ("api_token", "feedback_token", "admin_token", "routing_salt")
+#: a setting whose name ends like this is a secret too (``integrity_key``, ``admin_token``, ``routing_salt``...)
+SECRET_SUFFIXES = ("_token", "_key", "_secret", "_password", "_salt")
+#: what a masked value reads as
+MASK = "***"
 #: model families (autoretrain.training.families.FAMILIES holds their definitions; a test keeps both in step)
 KNOWN_FAMILIES = ("multinomial_nb", "complement_nb", "logreg", "linear_svm", "sgd")
 #: paired tests the champion/challenger comparison can require (see autoretrain.promotion.decision)
@@ -33,8 +39,22 @@ COMPARISON_TESTS = ("mcnemar", "bootstrap", "both")
 RANKABLE_METRICS = ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc", "pr_auc", "ece", "brier", "fpr")
 
 
+#: the settings a DAG run may set through its Params/conf (when the DAG declares them); every other setting
+#: (connections, stores, Slack, serving, secrets, the data-source policy) comes from the worker only
+RUN_SETTINGS = frozenset({"families", "cv_folds", "data_uri", "accuracy_min", "f1_min", "ece_max", "min_improvement",
+                          "significance_level", "promote", "minimum_samples", "max_duplicate_share", "freshness_days",
+                          "drift_consecutive_windows", "canary_minutes", "canary_percent"})
+#: gates a run may only tighten: "raise" (a run may ask for more) or "lower" (a run may allow less)
+TIGHTEN_ONLY = {"accuracy_min": "raise", "f1_min": "raise", "min_improvement": "raise", "minimum_samples": "raise",
+                "ece_max": "lower", "significance_level": "lower", "max_duplicate_share": "lower"}
+
+
 class SettingsError(AutoRetrainError, ValueError):
     """A settings file, environment variable or override has an unknown key or a bad value."""
+
+
+class RunOverrideRefused(SettingsError):
+    """A DAG run asked for what a run may not do: an undeclared key, a connection setting, a looser gate."""
 
 
 def project_root() -> Path:
@@ -58,6 +78,13 @@ class Settings:
     tracking_uri: str = ""  # empty: $MLFLOW_TRACKING_URI, else a SQLite store under state_dir
     experiment_name: str = "autoretrain-training"
     state_dir: str = ".autoretrain"
+    # where data_uri/feedback_uri may point (autoretrain.data.sources.SourcePolicy): local folders (relative:
+    # to the project root; "{state_dir}" is replaced), http(s) hosts ("host" or "host:port") and S3 buckets
+    # ("s3://bucket"), tables of the configured database for SQL sources, and the largest source read
+    data_allowed_roots: tuple[str, ...] = ("data", "{state_dir}/data")
+    data_allowed_hosts: tuple[str, ...] = ()  # empty: no remote source at all
+    data_allowed_tables: tuple[str, ...] = ()  # empty: no SQL source at all
+    data_max_bytes: int = 20_000_000  # 40x the bundled corpus; a larger source is refused while it streams
 
     # --- training
     families: tuple[str, ...] = ("complement_nb", "logreg", "linear_svm", "sgd")
@@ -182,6 +209,12 @@ class Settings:
         if self.retention_guard_hours < 0 or self.redact_after_days < 0:
             raise SettingsError(f"retention_guard_hours={self.retention_guard_hours} and "
                                 f"redact_after_days={self.redact_after_days} must be >= 0")
+        if self.data_max_bytes < 1:
+            raise SettingsError(f"data_max_bytes={self.data_max_bytes} must be at least 1")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.public().items())
+        return f"Settings({shown})"
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -226,11 +259,143 @@ class Settings:
         changes = {k: _coerce(k, v) for k, v in overrides.items() if k in names and v is not None}
         return dataclasses.replace(self, **changes) if changes else self
 
+    def for_run(self, overrides: Mapping[str, Any] | None, *, declared: Iterable[str],
+                conf: Mapping[str, Any] | None = None) -> Settings:
+        """These (the worker's) settings with one DAG run's Params applied, after checking what a run may set.
+
+        ``overrides`` are the run's Params (declared ones, conf merged in), ``declared`` the DAG's Param
+        names, ``conf`` the run's conf as triggered. Refused, with one message naming every offender
+        (:class:`RunOverrideRefused`): a conf key the DAG does not declare; a setting outside
+        :data:`RUN_SETTINGS` (connections, stores, secrets...) even when declared; a gate of
+        :data:`TIGHTEN_ONLY` set looser than these settings.
+        """
+        declared = set(declared)
+        problems = []
+        undeclared = sorted(set(conf or {}) - declared)
+        if undeclared:
+            problems.append(f"conf key(s) {undeclared} are not Params of this DAG (declared: {sorted(declared)})")
+        names = _field_names()
+        given = {k: v for k, v in (overrides or {}).items() if k in names and v is not None}
+        fixed = sorted(k for k in given if k not in RUN_SETTINGS)
+        if fixed:
+            problems.append(f"setting(s) {fixed} come from the worker's configuration only, never from a run")
+        for name, way in TIGHTEN_ONLY.items():
+            if name in given and name not in fixed:
+                value, current = _coerce(name, given[name]), getattr(self, name)
+                if (value < current) if way == "raise" else (value > current):
+                    bound = "below" if way == "raise" else "above"
+                    problems.append(f"{name}={value!r} is {bound} the configured {current!r}: a run may only "
+                                    f"{'raise' if way == 'raise' else 'lower'} it (tighten the gate)")
+        if problems:
+            raise RunOverrideRefused("run refused: " + "; ".join(problems))
+        return self.with_overrides(given)
+
+    def public(self) -> dict[str, Any]:
+        """The settings as plain JSON-able values, safe to show anywhere (logs, MLflow params, CLI, alerts).
+
+        Secrets (:func:`is_secret`) read ``***`` when set; every URL keeps its scheme, host and path
+        but not its password or secret query values (:func:`redact_url`). Every site that shows
+        settings goes through this method.
+        """
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if is_secret(f.name):
+                value = MASK if value else value
+            elif isinstance(value, str):
+                value = redact_url(value)
+            elif isinstance(value, tuple):
+                value = [redact_url(v) if isinstance(v, str) else v for v in value]
+            out[f.name] = value
+        return out
+
     def as_dict(self) -> dict[str, Any]:
-        """The settings as plain JSON-able values (for logging as MLflow params); secrets masked."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out.update({name: "***" for name in SECRET_FIELDS if out.get(name)})
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+        """Same as :meth:`public` (secrets masked); kept for callers of the older name."""
+        return self.public()
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret string these settings hold: secret fields, URL passwords, secret query values.
+
+        For :func:`scrub` and Airflow's secrets masker. Left out: values shorter than 4 characters
+        (masking ``a`` everywhere would garble every log line) and a secret field still at its built-in
+        default (public in the source; masking the default salt ``autoretrain`` would hide every name).
+        """
+        found: set[str] = set()
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if is_secret(f.name) and value == f.default:
+                continue
+            values = value if isinstance(value, tuple) else (value,)
+            for item in (v for v in values if isinstance(v, str) and v):
+                found.update({item} if is_secret(f.name) else url_secrets(item))
+        found.update(url_secrets(self.resolved_tracking_uri()))
+        return tuple(sorted((v for v in found if len(v) >= 4), key=len, reverse=True))
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret of these settings replaced by ``***`` (for free text: errors, alerts)."""
+        return scrub(text, self.secret_values())
+
+
+# ------------------------------------------------------------------------------------ secrets
+#: query parameters whose value is a credential (``?password=``, ``?sslpassword=``, ``X-Amz-Signature``...)
+_SECRET_QUERY = re.compile(r"pass|pwd|secret|token|key|sig|credential|auth", re.IGNORECASE)
+#: ``scheme://user:password@host``; the password may hold any character but ``@`` (as SQLAlchemy parses it)
+_USERINFO = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@]*):(?P<password>[^@?#]*)@")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
+_QUERY_PAIR = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&;#]+)=(?P<value>[^&;#]*)")
+
+
+def is_secret(name: str) -> bool:
+    """True for a setting that holds a credential: :data:`SECRET_FIELDS` and names ending in :data:`SECRET_SUFFIXES`."""
+    return name in SECRET_FIELDS or name.endswith(SECRET_SUFFIXES)
+
+
+def _password(value: str) -> str | None:
+    match = _USERINFO.match(value)
+    if match is None or re.fullmatch(r"\d*(/.*)?", match["password"]):  # host:port/path@x is not a password
+        return None
+    return match["password"]
+
+
+def url_secrets(value: str) -> set[str]:
+    """The password and the secret query values of a URL (empty for anything else)."""
+    if "://" not in value:
+        return set()
+    found = set()
+    password = _password(value)
+    if password:
+        found |= {password, unquote(password)}
+    for pair in _QUERY_PAIR.finditer(value):
+        if _SECRET_QUERY.search(pair["name"]) and pair["value"]:
+            found |= {pair["value"], unquote(pair["value"])}
+    return found
+
+
+def redact_url(value: str) -> str:
+    """A URL with its password and secret query values replaced by ``***``; scheme, user, host and path stay.
+
+    ``postgresql://app:s3cret@db:5432/autoretrain`` -> ``postgresql://app:***@db:5432/autoretrain``.
+    Anything that is not a URL comes back unchanged.
+    """
+    if "://" not in value:
+        return value
+    if _password(value):
+        value = _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", value, count=1)
+
+    def mask(pair: re.Match[str]) -> str:
+        secret = _SECRET_QUERY.search(pair["name"]) and pair["value"]
+        return f"{pair['sep']}{pair['name']}={MASK if secret else pair['value']}"
+
+    return _QUERY_PAIR.sub(mask, value)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every URL redacted (:func:`redact_url`) and each of ``secrets`` replaced by ``***``."""
+    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), str(text))
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, *,

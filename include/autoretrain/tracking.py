@@ -33,6 +33,7 @@ class ArtifactMissing(AutoRetrainError, FileNotFoundError):
 def client_for(settings: Settings) -> MlflowClient:
     """An MlflowClient on the configured tracking URI (also set as mlflow's global URI)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in task logs
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # "View run <url>": may hold a password
     uri = settings.resolved_tracking_uri()
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

@@ -145,3 +145,14 @@ def test_parse_probe_catches_offenders(tmp_path):
     remote.write_text("from airflow.sdk import Variable\nVariable.get('x')\n")
     result = _parse_probe([remote], tmp_path)
     assert result.returncode != 0 and "accessed at parse time" in result.stderr
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_GRAPHS))
+def test_params_name_only_settings_a_run_may_set(dagbag, dag_id):
+    """A Param that names a setting must be one of RUN_SETTINGS, or every run of the DAG would be refused."""
+    import dataclasses
+
+    from autoretrain.config import RUN_SETTINGS, Settings
+
+    names = {f.name for f in dataclasses.fields(Settings)}
+    assert {p for p in dagbag.dags[dag_id].params if p in names} <= RUN_SETTINGS

@@ -40,14 +40,13 @@ def test_graph_asset_and_callbacks(dag):
 
 def test_params_form(dag):
     params = dag.params
-    assert set(params.keys()) == {"data_uri", "feedback_uri", "minimum_samples", "max_duplicate_share",
-                                  "freshness_days"}
+    assert set(params.keys()) == {"data_uri", "minimum_samples", "max_duplicate_share", "freshness_days"}
     assert params["minimum_samples"] is None  # the worker's setting applies
     minimum = params.get_param("minimum_samples")
     assert minimum.schema == {"type": ["null", "integer"], "minimum": 1, "title": "Minimum rows"}
     assert minimum.description == ("Fewer rows fail the dataset (blocking). "
                                    "Empty: the worker's setting `minimum_samples` (built-in default: 1000).")
-    assert params.get_param("feedback_uri").schema["type"] == ["null", "string"]
+    assert "feedback_uri" not in params  # a connection setting: the worker's configuration only (issue 12)
 
 
 def test_dataset_rejected_carries_the_report_and_survives_pickling():

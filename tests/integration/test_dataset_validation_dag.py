@@ -57,10 +57,11 @@ def env(monkeypatch, tmp_path, postgres_db, slack_receiver):
     monkeypatch.setenv("AUTORETRAIN_DATABASE_URL", db)
     monkeypatch.setenv("AUTORETRAIN_SLACK_WEBHOOK_CONN_ID", "slack_autoretrain_test")
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_AUTORETRAIN_TEST", slack_receiver.webhook_connection())
+    monkeypatch.setenv("AUTORETRAIN_DATA_ALLOWED_ROOTS", f"data,{tmp_path}")  # the tests' files are sources
     return artifacts, db, slack_receiver
 
 
-def test_good_data_is_reported_snapshotted_and_announced(airflow_db, env, tmp_path):
+def test_good_data_is_reported_snapshotted_and_announced(airflow_db, env, tmp_path, monkeypatch):
     artifacts, db, receiver = env
     now = datetime.now(UTC)
     stamps = [(now - timedelta(days=d)).strftime("%Y-%m-%dT%H:%M:%SZ") for d in (9, 2, -400)]
@@ -69,7 +70,8 @@ def test_good_data_is_reported_snapshotted_and_announced(airflow_db, env, tmp_pa
                         f"spam,WIN a FREE cruise! reply YES now,{stamps[0]}\n"
                         f"ham,see you at the station at six?,{stamps[1]}\n"
                         f"ham,arrives after this run: belongs to a later one,{stamps[2]}\n", encoding="utf-8")
-    run = dag_from_bag("dataset_validation").test(run_conf={"feedback_uri": str(feedback)})
+    monkeypatch.setenv("AUTORETRAIN_FEEDBACK_URI", str(feedback))  # a connection setting: never from a run's conf
+    run = dag_from_bag("dataset_validation").test()
     assert run.state == "success", task_states(run)
     assert task_states(run) == {"validate": "success", "snapshot": "success"}
 
@@ -100,7 +102,7 @@ def test_good_data_is_reported_snapshotted_and_announced(airflow_db, env, tmp_pa
     assert _asset_events(run) == [{"digest": digest, "rows": 5576, "uri": str(snapshot)}]
     assert receiver.requests == [] and _alert_rows(db) == []  # success is not an alert
 
-    again = dag_from_bag("dataset_validation").test(run_conf={"feedback_uri": str(feedback)})
+    again = dag_from_bag("dataset_validation").test()
     assert again.state == "success"
     assert json.loads((snapshot / "manifest.json").read_text()) == manifest  # first_seen kept
     assert sorted(p.name for p in (artifacts / "snapshots").iterdir()) == [digest]

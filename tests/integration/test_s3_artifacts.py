@@ -107,6 +107,7 @@ def trained(s3_mlflow, tmp_path_factory) -> Iterator[tuple[Settings, dict[str, A
         data.write_bytes(b"".join(fh.readline() for _ in range(TRAINING_ROWS)))
     settings = load_settings().with_overrides({
         "model_name": f"sms-spam-s3-{uuid.uuid4().hex[:8]}", "tracking_uri": s3_mlflow, "data_uri": str(data),
+        "data_allowed_roots": ("data", str(data.parent)),  # the source policy admits the test's folder
         "experiment_name": "s3-artifacts-proxied", "families": ("complement_nb",), "cv_folds": 2})
     with pytest.MonkeyPatch.context() as mp:
         for key in CLIENT_S3_ENV:

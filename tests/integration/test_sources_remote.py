@@ -1,7 +1,12 @@
-"""Remote data sources on loopback: an HTTP server, the local Postgres, and a moto S3 server."""
+"""Remote data sources on loopback: an HTTP server, the local Postgres, and a moto S3 server.
+
+The source policy admits them explicitly here (loopback as an allowed host, the test database as the
+configured one with its tables, the test bucket); what it refuses is in ``test_hostile_sources.py``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.server
 import re
@@ -12,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from autoretrain.data import sources
 from autoretrain.data.sources import DataSourceError, frame_digest, read_dataset, read_texts
 from tests.conftest import S3Server, free_port
 
@@ -20,6 +26,18 @@ pytestmark = pytest.mark.integration
 LABELS = ("ham", "spam")
 TSV = "ham\tSee you at 5\nspam\tWIN \u00a31000 now!\nham\tok\n".encode()
 ROWS = {"label": ["ham", "spam", "ham"], "text": ["See you at 5", "WIN \u00a31000 now!", "ok"]}
+
+
+@pytest.fixture(autouse=True)
+def allowed(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loopback HTTP, the test's Postgres database and tables, and its bucket are allowed sources."""
+    policy = dataclasses.replace(sources.default_policy(), hosts=("127.0.0.1",),
+                                 tables=("sms_messages", "feeds.inbox", "mislabelled", "no_such_table"))
+    if "pg_url" in request.fixturenames:
+        policy = dataclasses.replace(policy, database_url=request.getfixturevalue("pg_url"))
+    if "bucket" in request.fixturenames:
+        policy = dataclasses.replace(policy, hosts=(*policy.hosts, f"s3://{request.getfixturevalue('bucket')}"))
+    monkeypatch.setattr(sources, "default_policy", lambda: policy)
 
 
 # ------------------------------------------------------------------------------------------ HTTP
@@ -146,6 +164,12 @@ def test_postgres_password_never_appears_in_errors(pg_url: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------- S3 (moto)
+def _allow_bucket(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    policy = sources.default_policy()
+    monkeypatch.setattr(sources, "default_policy",
+                        lambda: dataclasses.replace(policy, hosts=(*policy.hosts, f"s3://{name}")))
+
+
 @pytest.fixture
 def s3(moto_server: S3Server, monkeypatch: pytest.MonkeyPatch):
     """A boto3 S3 client on the moto server, with the environment read_dataset's client will use."""
@@ -184,8 +208,10 @@ def test_s3_missing_key(s3, bucket: str) -> None:
         read_dataset(f"s3://{bucket}/nope.tsv", labels=LABELS)
 
 
-def test_s3_missing_bucket(s3) -> None:
-    uri = f"s3://no-such-bucket-{uuid.uuid4().hex[:12]}/x.tsv"
+def test_s3_missing_bucket(s3, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"no-such-bucket-{uuid.uuid4().hex[:12]}"
+    uri = f"s3://{name}/x.tsv"
+    _allow_bucket(monkeypatch, name)
     with pytest.raises(DataSourceError, match=rf"^{re.escape(uri)}: S3 error NoSuchBucket: "):
         read_dataset(uri, labels=LABELS)
 
@@ -203,5 +229,6 @@ def test_s3_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
                        "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
                        "AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "standard"}.items():
         monkeypatch.setenv(key, value)
+    _allow_bucket(monkeypatch, "b")
     with pytest.raises(DataSourceError, match=r"^s3://b/k\.tsv: S3 is unreachable or misconfigured: "):
         read_dataset("s3://b/k.tsv", labels=LABELS)

@@ -77,8 +77,9 @@ def test_failed_gates_leave_no_alias(airflow_db, env):
     assert registry.alias_version(client, settings.model_name, "champion") is None
 
 
-def test_broken_dataset_never_reaches_training(airflow_db, env, tmp_path):
+def test_broken_dataset_never_reaches_training(airflow_db, env, tmp_path, monkeypatch):
     settings, client = env
+    monkeypatch.setenv("AUTORETRAIN_DATA_ALLOWED_ROOTS", f"data,{tmp_path}")  # read it, to find it broken
     bad = tmp_path / "broken.tsv"
     bad.write_text("ham\tfine message\nspam no tab here\n", encoding="utf-8")
     run = dag_from_bag("training").test(run_conf={**FAST, "data_uri": str(bad)})

@@ -263,3 +263,95 @@ def test_secrets_are_masked_in_as_dict_and_repr():
     assert settings.as_dict()["api_token"] == "***"
     assert "s3cret-token" not in repr(settings)
     assert Settings().as_dict()["api_token"] == ""
+
+
+# ------------------------------------------------------------------------ secrets: one masking rule
+PG_SECRET = "s3cret-Pg/pw"  # a '/' inside: SQLAlchemy reads it as the password, urlparse would not
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (f"postgresql://app:{PG_SECRET}@db:5432/autoretrain", "postgresql://app:***@db:5432/autoretrain"),
+    ("postgresql+psycopg2://u:p%40ss@h/db#t", "postgresql+psycopg2://u:***@h/db#t"),
+    ("https://alice:tok3n@mlflow.example.org/", "https://alice:***@mlflow.example.org/"),
+    ("https://x.example.org/data.tsv?X-Amz-Signature=abcd1234&v=2", "https://x.example.org/data.tsv?X-Amz-Signature=***&v=2"),
+    ("postgresql://u@h/db?sslpassword=hunter22", "postgresql://u@h/db?sslpassword=***"),
+    ("http://host:8080/path@x", "http://host:8080/path@x"),  # a port and a path, no password
+    ("s3://bucket/prefix", "s3://bucket/prefix"),
+    ("data/sms.tsv", "data/sms.tsv"),
+])
+def test_redact_url_keeps_where_it_points(value: str, expected: str) -> None:
+    from autoretrain.config import redact_url
+
+    assert redact_url(value) == expected
+
+
+@pytest.mark.parametrize("name", ["api_token", "admin_token", "feedback_token", "integrity_key", "routing_salt",
+                                  "mlflow_password", "webhook_secret"])
+def test_secret_fields_by_name(name: str) -> None:
+    from autoretrain.config import is_secret
+
+    assert is_secret(name)
+    assert not is_secret("database_url") and not is_secret("slack_conn_id")
+
+
+def test_public_masks_every_credential_and_repr_uses_it() -> None:
+    settings = Settings(api_token="tok-abcdef123456", database_url=f"postgresql://app:{PG_SECRET}@127.0.0.1/db",
+                        tracking_uri="https://bob:mlfl0w-pw@mlflow.internal/", routing_salt="salt-xyz-987",
+                        feedback_uri="https://h.example/f.csv?token=feedback-tok-1")
+    public = settings.public()
+    text = json.dumps(public) + repr(settings)
+    for secret in ("tok-abcdef123456", PG_SECRET, "mlfl0w-pw", "salt-xyz-987", "feedback-tok-1"):
+        assert secret not in text
+    assert public["database_url"] == "postgresql://app:***@127.0.0.1/db"
+    assert public["tracking_uri"] == "https://bob:***@mlflow.internal/"
+    assert public["api_token"] == public["routing_salt"] == "***"
+    assert settings.as_dict() == public
+    assert set(settings.secret_values()) >= {"tok-abcdef123456", PG_SECRET, "mlfl0w-pw", "salt-xyz-987",
+                                             "feedback-tok-1"}
+    assert "autoretrain" not in Settings().secret_values()  # the built-in salt is public: never masked in text
+
+
+def test_scrub_removes_secrets_from_free_text() -> None:
+    settings = Settings(api_token="tok-abcdef123456", database_url=f"postgresql://app:{PG_SECRET}@127.0.0.1/db")
+    text = (f"could not connect to postgresql://app:{PG_SECRET}@127.0.0.1/db (token tok-abcdef123456); "
+            "see https://u:other-pw@h/x")
+    clean = settings.scrub(text)
+    assert PG_SECRET not in clean and "tok-abcdef123456" not in clean and "other-pw" not in clean
+    assert "postgresql://app:***@127.0.0.1/db" in clean
+
+
+# ------------------------------------------------------------------------ a run's overrides
+WORKER = Settings(accuracy_min=0.95, f1_min=0.90, ece_max=0.05, min_improvement=0.005, significance_level=0.05)
+DECLARED = {"families", "cv_folds", "data_uri", "accuracy_min", "f1_min", "ece_max", "promote", "reason"}
+
+
+@pytest.mark.parametrize(("conf", "message"), [
+    ({"accuracy_min": 0}, "accuracy_min=0.0 is below the configured 0.95: a run may only raise it"),
+    ({"ece_max": 0.5}, "ece_max=0.5 is above the configured 0.05: a run may only lower it"),
+    ({"database_url": "postgresql://evil@10.0.0.9/x"}, "conf key(s) ['database_url'] are not Params of this DAG"),
+    ({"tracking_uri": "http://10.0.0.9:5000"}, "conf key(s) ['tracking_uri'] are not Params of this DAG"),
+    ({"bogus": 1, "zzz": 2}, "conf key(s) ['bogus', 'zzz'] are not Params of this DAG"),
+])
+def test_for_run_refuses_forged_conf(conf: dict, message: str) -> None:
+    from autoretrain.config import RunOverrideRefused
+
+    with pytest.raises(RunOverrideRefused) as info:
+        WORKER.for_run(conf, declared=DECLARED, conf=conf)
+    assert message in str(info.value)
+
+
+def test_for_run_refuses_connection_settings_even_when_declared() -> None:
+    from autoretrain.config import RunOverrideRefused
+
+    params = {"tracking_uri": "http://10.0.0.9:5000", "api_token": "x"}
+    with pytest.raises(RunOverrideRefused, match=r"setting\(s\) \['api_token', 'tracking_uri'\] come from the "
+                                                 "worker's configuration only"):
+        WORKER.for_run(params, declared=DECLARED | set(params), conf=params)
+
+
+def test_for_run_applies_tighter_gates_and_declared_settings() -> None:
+    conf = {"accuracy_min": 0.97, "ece_max": 0.03, "families": ["sgd"], "reason": "x", "f1_min": None}
+    settings = WORKER.for_run(conf, declared=DECLARED, conf=conf)
+    assert (settings.accuracy_min, settings.ece_max, settings.families, settings.f1_min) == (0.97, 0.03, ("sgd",),
+                                                                                            0.90)
+    assert WORKER.for_run({}, declared=DECLARED, conf={}) is WORKER

@@ -27,7 +27,7 @@ from autoretrain.alerts.messages import (
     mlflow_run_url,
     route_for,
 )
-from autoretrain.config import Settings
+from autoretrain.config import Settings, redact_url
 from autoretrain.data.pii import redact
 
 log = logging.getLogger("autoretrain.alerts")
@@ -73,6 +73,8 @@ def send_alert(alert: Alert, settings: Settings, *, context: Mapping[str, Any] |
     from autoretrain.alerts.store import FAILED, LOGGED, SENT, SUPPRESSED
 
     now = now or datetime.now(UTC)  # wall clock on purpose: a cool-down is about when people were told
+    alert = replace(alert, title=settings.scrub(alert.title), text=settings.scrub(alert.text),
+                    links=tuple((name, settings.scrub(url)) for name, url in alert.links))  # no secret leaves
     ids = context_ids(context)
     store = _open_store(settings)
     cooldown = timedelta(minutes=max(settings.alert_cooldown_minutes, 0))
@@ -145,8 +147,8 @@ def _open_store(settings: Settings) -> Any:
         log.error("alert table unavailable; alerts are logged only: %s", err)
         return None
     except (sa.exc.SQLAlchemyError, OSError) as err:
-        log.error("alert table unavailable (%s); alerts are logged only: %s", settings.database_url or
-                  "local SQLite", redact(str(err))[:500])
+        log.error("alert table unavailable (%s); alerts are logged only: %s",
+                  redact_url(settings.database_url) or "local SQLite", settings.scrub(redact(str(err)))[:500])
         return None
 
 

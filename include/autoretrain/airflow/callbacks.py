@@ -20,7 +20,7 @@ def on_task_failure(context: dict[str, Any]) -> None:
     from autoretrain.airflow.context import airflow_url, context_ids, settings_for
     from autoretrain.airflow.errors import DatasetRejected
     from autoretrain.alerts.messages import task_failure_alert, validation_failure_alert
-    from autoretrain.config import SettingsError
+    from autoretrain.config import RunOverrideRefused, SettingsError, load_settings, scrub
 
     ids = context_ids(context)
     error = context.get("exception")
@@ -36,7 +36,9 @@ def on_task_failure(context: dict[str, Any]) -> None:
                                    log_url=getattr(ti, "log_url", None))
     try:
         settings = settings_for(context)
+    except RunOverrideRefused:  # a refused conf (the likely failure itself): alert with the worker's settings
+        settings = load_settings()
     except SettingsError as err:  # the alert must still reach someone: embedded defaults, log only
-        log.error("settings unreadable (%s); alert logged only:\n%s", err, alert.text)
+        log.error("settings unreadable (%s); alert logged only:\n%s", scrub(str(err), ()), scrub(alert.text, ()))
         return
     send_alert(alert, settings, context=context)

@@ -18,8 +18,32 @@ from autoretrain.promotion.payloads import AuditIds
 
 
 def settings_for(context: Mapping[str, Any]) -> Settings:
-    """The settings of this run: the worker's file and environment, overridden by the Params that are set."""
-    return load_settings().with_overrides(dict(context.get("params") or {}))
+    """The settings of this run: the worker's file and environment, overridden by the Params that are set.
+
+    Raises :class:`~autoretrain.config.RunOverrideRefused` for a conf key the DAG does not declare, a
+    connection setting, or a looser gate (see the module docstring).
+    """
+    worker = load_settings()
+    _mask(worker)
+    params = dict(context.get("params") or {})
+    dag = context.get("dag")
+    declared = set(getattr(dag, "params", None) or {}) if dag is not None else set(params)
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    settings = worker.for_run(params, declared=declared, conf=dict(conf))
+    _mask(settings)
+    return settings
+
+
+_masked: set[str] = set()
+
+
+def _mask(settings: Settings) -> None:
+    """Register every secret of ``settings`` with Airflow's secrets masker (task logs show ``***``)."""
+    from airflow.sdk.log import mask_secret
+
+    for value in set(settings.secret_values()) - _masked:
+        mask_secret(value)
+        _masked.add(value)
 
 
 def run_time(context: Mapping[str, Any]) -> datetime:

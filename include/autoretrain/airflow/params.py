@@ -3,7 +3,9 @@
 A Param that overrides a setting defaults to ``None``: left empty, the run uses the worker's
 settings (``autoretrain.json`` < ``AUTORETRAIN_*`` environment), so a scheduled run never carries
 the DAG processor's configuration. Its description names the setting and its built-in default.
-Params that are not settings (a reason, a dry run) have ordinary defaults.
+Params that are not settings (a reason, a dry run) have ordinary defaults. Only settings of
+:data:`autoretrain.config.RUN_SETTINGS` may be Params (connections such as ``feedback_uri`` or
+``database_url`` never come from a run), and gates only tighten (``Settings.for_run``).
 """
 
 from __future__ import annotations
@@ -53,8 +55,6 @@ def validation_params() -> dict[str, Param]:
     return {
         "data_uri": setting_param("data_uri", "string", minLength=1, title="Data source",
                                   description="Path, file://, http(s)://, s3://bucket/key, or a SQLAlchemy URL#table."),
-        "feedback_uri": setting_param("feedback_uri", "string", title="Feedback source",
-                                      description="CSV label,text[,timestamp] of accumulated feedback."),
         "minimum_samples": setting_param("minimum_samples", "integer", minimum=1, title="Minimum rows",
                                          description="Fewer rows fail the dataset (blocking)."),
         "max_duplicate_share": setting_param("max_duplicate_share", "number", minimum=0, maximum=1,
@@ -87,8 +87,10 @@ def retrain_params() -> dict[str, Param]:
                                   description="Families the challenger is searched over (best CV F1 wins)."),
         "cv_folds": setting_param("cv_folds", "integer", minimum=2, maximum=10, title="CV folds"),
         "force": Param(False, type="boolean", title="Force",
-                       description="Promote a challenger that passes its gates even without a significant "
-                                   "improvement. The gates are never skipped."),
+                       description="Waive only the min_improvement margin: a challenger that passes every "
+                                   "gate and is significantly better than the champion (McNemar / bootstrap at "
+                                   "significance_level) is promoted even if its gain is below min_improvement. "
+                                   "Gates and the significance test always apply; nothing else is skipped."),
         "dry_run": Param(False, type="boolean", title="Dry run",
                          description="Train, register and compare; move no alias and touch no routing."),
         "canary_minutes": setting_param("canary_minutes", "integer", minimum=0, title="Canary minutes",

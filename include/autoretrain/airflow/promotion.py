@@ -29,7 +29,11 @@ class MissingUpstream(AutoRetrainError):
 
 
 def trigger_reason(context: Context) -> payloads.TriggerReason:
-    """Why this run started: an Asset event, the monitoring DAG's drift path, or a person."""
+    """Why this run started: an Asset event, the monitoring DAG's drift path, or a person.
+
+    The first task of the run, so a refused conf (:meth:`Settings.for_run`) fails here, before any work.
+    """
+    settings_for(context)
     params = dict(context.get("params") or {})
     events = context.get("triggering_asset_events") or {}
     count = sum(len(list(v)) for v in events.values()) if hasattr(events, "values") else 0

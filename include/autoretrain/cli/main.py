@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from autoretrain import lineage
-from autoretrain.config import Settings, load_settings
+from autoretrain.config import Settings, load_settings, redact_url
 from autoretrain.errors import AutoRetrainError
 
 log = logging.getLogger("autoretrain")
@@ -52,7 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary["holdout"] = {k: round(result["holdout"][k], 4)
                           for k in ("accuracy", "f1", "mcc", "fpr", "ece", "roc_auc", "pr_auc", "brier")}
     summary["gate"] = result["gate"]
-    summary["tracking_uri"] = settings.resolved_tracking_uri()
+    summary["tracking_uri"] = redact_url(settings.resolved_tracking_uri())
     print(json.dumps(summary if not args.verbose_json else result, indent=2, default=str))
     return 0 if result["gate"]["passed"] else 1
 
@@ -87,13 +87,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_drift(args: argparse.Namespace) -> int:
     """Drift of a file of messages against a reference file or the champion; the report as JSON."""
     from autoretrain import registry, tracking
-    from autoretrain.data.sources import DataSourceError, read_bytes
+    from autoretrain.cli.validation import shell_settings
+    from autoretrain.data.sources import DataSourceError, SourcePolicy, read_bytes
     from autoretrain.monitoring.drift import Sample, run_checks
     from autoretrain.monitoring.payloads import DriftReportRecord
     from autoretrain.monitoring.windows import adhoc_drift, load_champion
 
     settings = _settings(args)
-    texts, labels = _messages(read_bytes(args.current).decode("utf-8", errors="replace"), settings.labels)
+    policy = SourcePolicy.from_settings(shell_settings(settings))
+    texts, labels = _messages(read_bytes(args.current, policy=policy).decode("utf-8", errors="replace"),
+                              settings.labels)
     report: DriftReportRecord
     if args.reference is None and args.model is None:
         report = adhoc_drift(settings, load_champion(settings, tracking.client_for(settings)), texts, labels)
@@ -102,7 +105,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
         if args.model:
             name, _, ref = args.model.removeprefix("models:/").replace("@", "/").partition("/")
             model, _ = registry.load_verified(tracking.client_for(settings), name, ref or registry.CHAMPION)
-        ref_texts = (_messages(read_bytes(args.reference).decode("utf-8", errors="replace"), settings.labels)[0]
+        ref_texts = (_messages(read_bytes(args.reference, policy=policy).decode("utf-8", errors="replace"),
+                               settings.labels)[0]
                      if args.reference else None)
         if ref_texts is None:
             raise DataSourceError("--model without --reference: give --reference FILE, or neither to use "
@@ -137,7 +141,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_settings(args: argparse.Namespace) -> int:
     """Print the effective settings."""
-    print(json.dumps(_settings(args).as_dict(), indent=2))
+    print(json.dumps(_settings(args).public(), indent=2))
     return 0
 
 

@@ -44,7 +44,8 @@ def add_commands(sub: Any) -> None:
     promote = sub.add_parser("promote", help="compare a version with the champion and promote it if it wins")
     promote.add_argument("version", nargs="?", default=None, help="version number (default: the challenger alias)")
     promote.add_argument("--reason", default="promotion requested from the command line")
-    promote.add_argument("--force", action="store_true", help="promote when the gates pass even if not better")
+    promote.add_argument("--force", action="store_true",
+                         help="waive only min_improvement: gates and significance still apply")
     promote.add_argument("--dry-run", action="store_true", help="print the decision, move nothing")
     promote.add_argument("--run-id", default=None, help="idempotency key of the alias moves")
     promote.set_defaults(func=cmd_promote)

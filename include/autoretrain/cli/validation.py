@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from autoretrain.config import load_settings
+from autoretrain.config import Settings, load_settings
 from autoretrain.errors import EXIT_CHECK_FAILED, AutoRetrainError
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def shell_settings(settings: Settings) -> Settings:
+    """``settings`` for a file named on the command line: any local folder (the person at the shell can read it).
+
+    Hosts, tables and the size cap stay those of the settings; runs through Airflow never get this.
+    """
+    return dataclasses.replace(settings, data_allowed_roots=(*settings.data_allowed_roots, "/"))
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate ``args.source`` and print the report; the exit code says whether it passed."""
     from autoretrain.data.dataset_validation import render_json, render_markdown, validate_dataset
     from autoretrain.data.snapshots import SnapshotError, artifact_store, snapshot_times
 
     settings = load_settings(getattr(args, "config", None))
+    if args.source or args.feedback:  # a file named on the command line may be anywhere local
+        settings = shell_settings(settings)
     if args.feedback is not None:
         settings = dataclasses.replace(settings, feedback_uri=args.feedback)
     try:

@@ -22,7 +22,7 @@ from autoretrain.data.feedback import FeedbackLoader, empty_feedback, load_feedb
 from autoretrain.data.payloads import CheckSummary, DatasetSummary
 from autoretrain.data.pii import redact
 from autoretrain.data.snapshots import ArtifactStore, Snapshot, write_snapshot
-from autoretrain.data.sources import DataSourceError, frame_digest, read_dataset, redact_uri
+from autoretrain.data.sources import DataSourceError, SourcePolicy, frame_digest, read_dataset, redact_uri
 from autoretrain.data.validation import (
     FEEDBACK_CHECKS,
     CheckResult,
@@ -97,7 +97,7 @@ def validate_dataset(settings: Settings, *, now: datetime, source_uri: str | Non
     shown = redact_uri(uri)
     try:
         source = read_dataset(uri, labels=settings.labels, text_column=settings.text_column,
-                              label_column=settings.label_column).frame
+                              label_column=settings.label_column, policy=SourcePolicy.from_settings(settings)).frame
     except DataSourceError as err:
         log.warning("dataset %s cannot be read: %s", shown, redact(str(err)))
         return DatasetValidation(source=shown, now=now, dataset=unreadable_report(shown, str(err)))

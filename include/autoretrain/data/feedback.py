@@ -26,7 +26,8 @@ from datetime import datetime
 import pandas as pd
 
 from autoretrain.config import Settings, SettingsError
-from autoretrain.data.sources import DataSourceError, _decode, parse_tsv, read_bytes, read_sql_table
+from autoretrain.config import redact_url as redact_uri
+from autoretrain.data.sources import DataSourceError, SourcePolicy, _decode, parse_tsv, read_bytes, read_sql_table
 
 FeedbackLoader = Callable[..., pd.DataFrame]  # (settings: Settings, *, until: datetime) -> frame
 DEFAULT_LOADER = "autoretrain.data.feedback:load_feedback"
@@ -45,12 +46,15 @@ def load_feedback(settings: Settings, *, until: datetime) -> pd.DataFrame:
     if not uri:
         return empty_feedback()
     location = uri if "://" in uri else str(settings.resolve_path(uri))
+    policy = SourcePolicy.from_settings(settings)  # the same allowed roots, hosts, tables and cap as data_uri
+    shown = redact_uri(uri)
     if "://" in uri and "#" in uri and not uri.startswith(("http://", "https://", "s3://", "file://")):
-        frame = read_sql_table(uri, text_column=settings.text_column, label_column=settings.label_column)
+        frame = read_sql_table(uri, text_column=settings.text_column, label_column=settings.label_column,
+                               policy=policy)
     elif uri.lower().split("?")[0].endswith(".csv"):
-        frame = _parse_feedback_csv(read_bytes(location), source=uri, settings=settings)
+        frame = _parse_feedback_csv(read_bytes(location, policy=policy), source=shown, settings=settings)
     else:
-        frame = parse_tsv(read_bytes(location), source=uri)
+        frame = parse_tsv(read_bytes(location, policy=policy), source=shown)
     frame = _normalize(frame)
     cutoff = pd.Timestamp(until)
     cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
@@ -62,7 +66,8 @@ def _parse_feedback_csv(raw: bytes, *, source: str, settings: Settings) -> pd.Da
     header = reader.fieldnames or []
     missing = [c for c in (settings.label_column, settings.text_column) if c not in header]
     if missing:
-        raise DataSourceError(f"{source}: feedback CSV header {header} lacks column(s) {missing}")
+        raise DataSourceError(f"{source}: the feedback CSV header ({len(header)} column(s)) lacks column(s) "
+                              f"{missing}; check the settings label_column/text_column")
     rows = []
     try:
         for row in reader:

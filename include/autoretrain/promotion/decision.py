@@ -12,8 +12,9 @@ when all three hold:
    alone more often than the champion), the paired bootstrap of the target metric (``bootstrap``;
    one-sided), or both (``both``). Both tests are always computed and reported.
 
-With no champion (the first model) only the gates count. ``force`` promotes a challenger that
-passes its gates even when (2) or (3) fail; the gates are never skipped.
+With no champion (the first model) only the gates count. ``force`` waives (2) alone: a challenger
+that passes every gate and is significantly better (3), but by less than ``min_improvement``, is
+promoted. Force never skips a gate or the significance test, so it cannot promote a coin flip.
 """
 
 from __future__ import annotations
@@ -186,8 +187,11 @@ def _verdict(passed: bool, reasons: list[str], numbers: dict[str, Any], policy: 
     if passed:
         return Decision(True, [*reasons, "promote: every check passed"], json_safe(numbers))
     failed = [name for name, ok in numbers["checks"].items() if not ok]
-    if policy.force and gates_ok:
+    if policy.force and gates_ok and failed == ["improvement"]:  # only the margin is waived, never a gate or test
         numbers["forced"] = True
-        return Decision(True, [*reasons, f"promote (forced): the gates pass; failed checks overridden: "
-                                         f"{', '.join(failed)}"], json_safe(numbers))
+        return Decision(True, [*reasons, "promote (forced): every gate passes and the gain is significant; "
+                                         "failed checks overridden: improvement"], json_safe(numbers))
+    if policy.force:
+        kept = ", ".join(f for f in failed if f != "improvement")
+        reasons.append(f"force waives only the improvement margin, not {kept}")
     return Decision(False, [*reasons, f"reject: failed {', '.join(failed)}"], json_safe(numbers))

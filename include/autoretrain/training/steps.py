@@ -38,7 +38,7 @@ from autoretrain.config import Settings
 from autoretrain.data.challenger import assemble
 from autoretrain.data.payloads import FeedbackSummary
 from autoretrain.data.prepare import deduplicate, split
-from autoretrain.data.sources import frame_digest, read_dataset, redact_uri
+from autoretrain.data.sources import SourcePolicy, frame_digest, read_dataset, redact_uri
 from autoretrain.data.validation import (
     check_empty_texts,
     check_pii,
@@ -109,9 +109,9 @@ def _snapshot_sources(settings: Settings, client: MlflowClient, parent: str, *,
                       feedback_until: datetime | None) -> LoadedData:
     uri = settings.resolved_data_uri()
     dataset = read_dataset(uri, labels=settings.labels, text_column=settings.text_column,
-                           label_column=settings.label_column)
+                           label_column=settings.label_column, policy=SourcePolicy.from_settings(settings))
     tracking.log_frame(client, parent, dataset.frame, lineage.FRAME_RAW)
-    for name, value in settings.as_dict().items():
+    for name, value in settings.public().items():  # secrets masked, URL passwords too
         client.log_param(parent, f"settings.{name}", str(value)[:500])
     client.set_tag(parent, lineage.DATA_SOURCE, redact_uri(uri))
     result: LoadedData = {"parent_run_id": parent, "source": redact_uri(uri), "digest": dataset.digest,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sqlite3
 from pathlib import Path
@@ -96,7 +97,8 @@ BAD_INPUTS = {
     "many-problems": (b"ham\tok\n" + b"no tab\n" * 7, "data.tsv",
                       ["7 malformed line(s)", "line 2:", "line 6:", "(and 2 more)"]),
     "csv-missing-column": (b"label,body\nham,hi\n", "data.csv",
-                           ["data.csv: CSV header ['label', 'body'] lacks column(s) ['text']"]),
+                           ["data.csv: the CSV header (2 column(s)) lacks column(s) ['text']; "
+                            "check the settings label_column/text_column"]),
     "csv-header-only": (b"label,text\n", "data.csv", ["data.csv: no data rows after the CSV header"]),
     "csv-extra-fields": (b"label,text\nham,hi\nspam,win,now\n", "data.csv",
                          ["data.csv: 1 malformed line(s): line 3: more fields than the header's 2"]),
@@ -223,6 +225,17 @@ def sqlite_db(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def sql_policy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQL tests read the SQLite file they made: it is the policy's configured database, its tables allowed."""
+    if "sqlite_db" not in request.fixturenames:
+        return
+    db = request.getfixturevalue("sqlite_db")
+    policy = dataclasses.replace(sources.default_policy(), database_url=f"sqlite:///{db}",
+                                 tables=("messages", "other", "empty", "nope"))
+    monkeypatch.setattr(sources, "default_policy", lambda: policy)
+
+
 def test_sql_table(sqlite_db: Path) -> None:
     ds = read_dataset(f"sqlite:///{sqlite_db}#messages", labels=LABELS)
     assert ds.frame.to_dict("list") == {"label": ["ham", "spam", "ham"], "text": ["see you", "WIN cash", ""]}
@@ -273,7 +286,9 @@ def test_sql_rejects_non_identifier_columns(sqlite_db: Path) -> None:
         read_dataset(f"sqlite:///{sqlite_db}#messages", labels=LABELS, text_column="text; DROP")
 
 
-def test_sql_unknown_dialect() -> None:
+def test_sql_unknown_dialect(monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = dataclasses.replace(sources.default_policy(), database_url="nosuchdb://host/db", tables=("messages",))
+    monkeypatch.setattr(sources, "default_policy", lambda: policy)
     with pytest.raises(DataSourceError, match="not a usable SQLAlchemy URL"):
         read_dataset("nosuchdb://host/db#messages", labels=LABELS)
 
