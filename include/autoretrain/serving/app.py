@@ -227,8 +227,10 @@ def _add_info_routes(app: FastAPI, service: PredictionService) -> None:
         health = service.writer.health()
         if health.status == "failing":
             raise HTTPException(503, "not ready: " + "; ".join(health.reasons))
-        return {"status": "degraded" if health.reasons else "ready", "reasons": list(health.reasons),
-                "versions": {a: m.ref.version for a, m in state.models.items()}}
+        versions = {a: m.ref.version for a, m in state.models.items()}
+        if health.reasons:  # rows wait in the spool: keep serving (they are safe), but say so
+            return {"status": "degraded", "versions": versions, "reasons": list(health.reasons)}
+        return {"status": "ready", "versions": versions}
 
     @app.get("/models/current", response_model=schemas.ModelsResponse, tags=["ops"])
     async def models_current() -> dict[str, Any]:
