@@ -34,7 +34,7 @@ from autoretrain.config import Settings, SettingsError
 from autoretrain.db.engine import database_url, make_engine, redacted
 from autoretrain.db.migrate import check_schema
 from autoretrain.errors import TransientError
-from autoretrain.serving import prediction_log, schemas
+from autoretrain.serving import log_alerts, prediction_log, schemas
 from autoretrain.serving.fastlane import PredictFastLane
 from autoretrain.serving.manager import Loader, Lookup, ModelManager
 from autoretrain.serving.routing import RoutingConfig, RoutingError, from_settings
@@ -122,12 +122,16 @@ def create_app(settings: Settings, *, lookup: Lookup | None = None, loader: Load
     """
     check_settings(settings)
     engine = engine or make_engine(database_url(settings))
-    writer = prediction_log.PredictionLogWriter(engine, spool_dir=spool_dir(settings.state_path, engine.url),
+    log_spool = spool_dir(settings.state_path, engine.url)
+    writer = prediction_log.PredictionLogWriter(engine, spool_dir=log_spool,
                                                 queue_size=settings.log_queue_size,
                                                 batch_size=settings.log_batch_size,
                                                 flush_seconds=settings.log_flush_seconds,
                                                 spool_max_bytes=settings.log_spool_max_bytes,
-                                                backlog_rows=settings.log_ready_backlog_rows)
+                                                backlog_rows=settings.log_ready_backlog_rows,
+                                                on_alert=log_alerts.recorder(
+                                                    engine.url.render_as_string(hide_password=False), spool=str(log_spool),
+                                                    cooldown_minutes=settings.alert_cooldown_minutes))
     metrics = ServingMetrics(writer.stats)
     if lookup is None or loader is None:
         lookup, loader = registry_access(settings)

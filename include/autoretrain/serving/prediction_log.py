@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -59,6 +59,8 @@ class WriterStats:
 
 #: /ready reports "failing" for this long after a dropped row
 DROP_WINDOW = 60.0
+#: inserts failing this long raise the backlog alert even when the backlog is short
+ALERT_AFTER_SECONDS = 30.0
 #: a segment of this size is closed and a new one started (each is deleted once fully committed)
 SEGMENT_BYTES = 64 << 20
 _ROW_LEVEL = (sa.exc.IntegrityError, sa.exc.DataError)  # this row is wrong; any other database error: the database is
@@ -99,7 +101,8 @@ class PredictionLogWriter:
 
     def __init__(self, engine: Engine, *, spool_dir: Path, queue_size: int = 10_000_000, batch_size: int = 500,
                  flush_seconds: float = 0.2, spool_max_bytes: int = 1 << 30, backlog_rows: int = 10_000,
-                 retry_seconds: float = 0.5, max_retry_seconds: float = 10.0) -> None:
+                 retry_seconds: float = 0.5, max_retry_seconds: float = 10.0,
+                 on_alert: Callable[[LogHealth, WriterStats], None] | None = None) -> None:
         if min(queue_size, batch_size, spool_max_bytes, backlog_rows) < 1 or flush_seconds <= 0:
             raise ValueError(f"queue_size={queue_size}, batch_size={batch_size}, spool_max_bytes={spool_max_bytes}, "
                              f"backlog_rows={backlog_rows} and flush_seconds={flush_seconds} must be positive")
@@ -122,6 +125,7 @@ class PredictionLogWriter:
         self._wake = threading.Event()  # ends a retry backoff early (stop, flush)
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._on_alert, self._alerted = on_alert, "ok"
 
     @property
     def spool_dir(self) -> Path:
@@ -269,6 +273,7 @@ class PredictionLogWriter:
                     self._cond.wait(self._flush_seconds)
                 self._urgent = False
             caught_up = self._drain()
+            self._watch()
             delay = self._retry_seconds if caught_up else delay
             with self._cond:
                 stopping, left = self._stopping, self._deadline - time.monotonic()
@@ -278,6 +283,21 @@ class PredictionLogWriter:
                 self._wake.clear()
                 self._wake.wait(min(delay, max(left, 0.0)))
                 delay = min(delay * 2, self._max_retry)
+
+    def _watch(self) -> None:
+        """Call ``on_alert`` when the alert level changes: rows dropped, or backed up (long backlog, 30 s failing)."""
+        if self._on_alert is None:
+            return
+        s = self.stats()
+        level = ("failing" if s.dropping else
+                 "degraded" if s.depth > self._backlog_rows or s.failing_seconds >= ALERT_AFTER_SECONDS else "ok")
+        if level != self._alerted:
+            self._alerted = level
+            health = self.health()
+            try:
+                self._on_alert(LogHealth(level, health.reasons), s)
+            except Exception:  # noqa: BLE001 - an alert that cannot be raised must not stop the writer
+                log.exception("prediction log: raising the alert failed")
 
     def _next(self) -> tuple[Segment | None, int, list[Segment]]:
         """The oldest segment with rows to insert and its end; fully committed ones to delete (lock held)."""

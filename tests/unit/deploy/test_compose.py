@@ -654,3 +654,17 @@ def test_mlflow_server_options_exist(mlflow_probe: MlflowProbe) -> None:
         given = {arg.split("=")[0] for arg in argv if arg.startswith("--")}
         assert given <= set(result["options"])
         assert {"--backend-store-uri", "--artifacts-destination", "--host", "--allowed-hosts"} <= given
+
+
+def test_prometheus_alert_rules_use_metrics_the_service_exposes(stack: dict[str, Any]) -> None:
+    config = yaml.safe_load(PROMETHEUS_FILE.read_text(encoding="utf-8"))
+    rules_file = PROMETHEUS_FILE.parent / "alerts.yml"
+    mounted = {host_path(stack["services"]["prometheus"], target) for target in config["rule_files"]}
+    assert mounted == {rules_file}
+    rules = [r for g in yaml.safe_load(rules_file.read_text(encoding="utf-8"))["groups"] for r in g["rules"]]
+    assert {r["alert"]: r["labels"]["severity"] for r in rules} == {"PredictionLogBacklog": "warning",
+                                                                    "PredictionLogDropping": "critical"}
+    exposed = exposed_series()
+    for rule in rules:
+        used = set(PROMQL_METRIC.findall(rule["expr"]))
+        assert used and used <= set(exposed), rule["expr"]
