@@ -130,7 +130,8 @@ def create_app(settings: Settings, *, lookup: Lookup | None = None, loader: Load
                                                 spool_max_bytes=settings.log_spool_max_bytes,
                                                 backlog_rows=settings.log_ready_backlog_rows,
                                                 on_alert=log_alerts.recorder(
-                                                    engine.url.render_as_string(hide_password=False), spool=str(log_spool),
+                                                    engine.url.render_as_string(hide_password=False),
+                                                    spool=str(log_spool),
                                                     cooldown_minutes=settings.alert_cooldown_minutes))
     metrics = ServingMetrics(writer.stats)
     if lookup is None or loader is None:
