@@ -74,18 +74,25 @@ class LogHealth:
     reasons: tuple[str, ...]
 
 
+_COLUMNS = tuple(c.name for c in predictions.columns if c.name != "id")
+_CREATED = _COLUMNS.index("created_at")
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # built once: json.dumps(..., separators=) builds one per call
+
+
 def encode_row(row: Mapping[str, Any]) -> bytes:
-    """One spool line (ASCII JSON, so any text, even a lone surrogate, fits on one line)."""
-    return json.dumps({**row, "created_at": row["created_at"].isoformat()}, separators=(",", ":")).encode() + b"\n"
+    """One spool line: the columns in table order as an ASCII JSON array (any text, even a lone surrogate, fits)."""
+    values = [row.get(c) for c in _COLUMNS]
+    values[_CREATED] = values[_CREATED].isoformat()
+    return _encode(values).encode() + b"\n"
 
 
 def decode_row(line: bytes) -> dict[str, Any]:
-    row = json.loads(line)
+    values = json.loads(line)
+    if not isinstance(values, list) or len(values) != len(_COLUMNS):
+        raise ValueError(f"expected a JSON array of {len(_COLUMNS)} values")
+    row = dict(zip(_COLUMNS, values, strict=True))
     row["created_at"] = datetime.fromisoformat(row["created_at"])
-    return {c: row.get(c) for c in _COLUMNS}
-
-
-_COLUMNS = tuple(c.name for c in predictions.columns if c.name != "id")
+    return row
 
 
 class PredictionLogWriter:
