@@ -139,7 +139,8 @@ def test_a_row_the_database_refuses_is_kept_aside_alone(engine, spool):
     assert (stats.written, stats.lost, stats.dropped) == (4, 1, 1)
     assert prediction_log.count_predictions(engine) == 4 and not prediction_log.prediction_exists(engine, "req-2")
     (rejected,) = [json.loads(line) for line in (spool / "rejected.jsonl").read_text().splitlines()]
-    assert json.loads(rejected["row"])["request_id"] == "req-2" and "IntegrityError" in rejected["reason"]
+    assert prediction_log.decode_row(rejected["row"].encode())["request_id"] == "req-2"
+    assert "IntegrityError" in rejected["reason"]
 
 
 def test_database_outage_is_retried_then_written(tmp_path, spool):
