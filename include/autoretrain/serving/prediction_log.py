@@ -81,8 +81,8 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode  # built once: json.dum
 
 def encode_row(row: Mapping[str, Any]) -> bytes:
     """One spool line: the columns in table order as an ASCII JSON array (any text, even a lone surrogate, fits)."""
-    values = [row.get(c) for c in _COLUMNS]
-    values[_CREATED] = values[_CREATED].isoformat()
+    values: list[Any] = [row.get(c) for c in _COLUMNS]
+    values[_CREATED] = row["created_at"].isoformat()
     return _encode(values).encode() + b"\n"
 
 
