@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from autoretrain.db.schema import feedback, predictions, routing_override
-from autoretrain.serving.spool import Segment, Spool
+from autoretrain.serving.spool import Segment, Spool, SpoolError
 
 log = logging.getLogger(__name__)
 
@@ -266,11 +266,23 @@ class PredictionLogWriter:
                 targets = [(s, s.size) for s in self._segments if s.synced < s.size]
                 active = self._active
                 if active is not None and active.size >= SEGMENT_BYTES and not self._stopping:
-                    self._active = self._spool.new_segment()
-                    self._segments.append(self._active)
+                    self._rotate()
             with self._sync_lock:
                 for segment, size in targets:
-                    self._spool.sync(segment, size)
+                    try:
+                        self._spool.sync(segment, size)
+                    except OSError as err:  # a failing disk: say so loudly, keep serving (the page cache has the rows)
+                        log.error("prediction log: fsync of the spool %s failed: %s", segment.path, err)
+
+    def _rotate(self) -> bool:
+        """Start a new active segment (lock held); False when none can be created (the old one stays)."""
+        try:
+            self._active = self._spool.new_segment()
+        except SpoolError as err:
+            log.error("prediction log: %s", err)
+            return False
+        self._segments.append(self._active)
+        return True
 
     def _run(self) -> None:
         delay = self._retry_seconds
@@ -279,7 +291,11 @@ class PredictionLogWriter:
                 if not (self._stopping or self._urgent) and self._depth < self._batch_size:
                     self._cond.wait(self._flush_seconds)
                 self._urgent = False
-            caught_up = self._drain()
+            try:
+                caught_up = self._drain()
+            except OSError as err:  # the spool cannot be read or cleaned: retry later, never end the thread
+                log.error("prediction log: spool error: %s", err)
+                caught_up = False
             self._watch()
             delay = self._retry_seconds if caught_up else delay
             with self._cond:
@@ -314,10 +330,8 @@ class PredictionLogWriter:
             if segment.sent < segment.size:
                 return segment, segment.size, done
             if segment is self._active and not self._stopping:
-                if segment.size == 0:
-                    break
-                self._active = self._spool.new_segment()  # start afresh: the committed one is deleted
-                self._segments.append(self._active)
+                if segment.size == 0 or not self._rotate():
+                    break  # start afresh (the committed one is deleted), unless no new one can be made
             elif segment is self._active:
                 self._active = None
             done.append(self._segments.pop(0))

@@ -141,7 +141,7 @@ class Spool:
         A last line without its newline (a segment torn by a machine crash, never by a killed
         process) is returned as is, so that the caller counts it as unreadable.
         """
-        chunk = READ_CHUNK
+        chunk = min(READ_CHUNK, max_rows * 1024)  # ~3x an average row: one read per batch, not 4 MB
         while True:
             data = os.pread(segment.fd, min(end - segment.sent, chunk), segment.sent)
             lines = data.split(b"\n")
