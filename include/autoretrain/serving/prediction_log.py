@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +77,37 @@ class LogHealth:
 
 
 _COLUMNS = tuple(c.name for c in predictions.columns if c.name != "id")
-_CREATED = _COLUMNS.index("created_at")
 _encode = json.JSONEncoder(separators=(",", ":")).encode  # built once: json.dumps(..., separators=) builds one per call
 
 
 def encode_row(row: Mapping[str, Any]) -> bytes:
     """One spool line: the columns in table order as an ASCII JSON array (any text, even a lone surrogate, fits)."""
-    values: list[Any] = [row.get(c) for c in _COLUMNS]
-    values[_CREATED] = row["created_at"].isoformat()
-    return _encode(values).encode() + b"\n"
+    try:  # the request path: the row as the service builds it, in one f-string (~3x json.dumps)
+        return (f'[{_quote(row["request_id"])},"{row["created_at"].isoformat()}",{_quote(row["model_name"])},'
+                f'{_quote(row["model_version"])},{_quote(row["variant"])},{_quote(row["role"])},'
+                f'{_optional(row["user_id"])},{_quote(row["text"])},{_number(row["probability"])},'
+                f'{_quote(row["label"])},{_number(row["latency_ms"])}]\n').encode()
+    except (TypeError, ValueError, AttributeError):  # anything else (None, nan, odd types): the generic encoder
+        values: list[Any] = [row.get(c) for c in _COLUMNS]
+        values[_COLUMNS.index("created_at")] = row["created_at"].isoformat()
+        return _encode(values).encode() + b"\n"
+
+
+def _quote(value: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return encode_basestring_ascii(value)
+
+
+def _number(value: float) -> str:
+    number = float(value)
+    if not math.isfinite(number):  # JSON has no nan/inf literal: the generic encoder writes NaN
+        raise ValueError(f"not finite: {number}")
+    return repr(number)
+
+
+def _optional(value: str | None) -> str:
+    return "null" if value is None else _quote(value)
 
 
 def decode_row(line: bytes) -> dict[str, Any]:

@@ -95,6 +95,14 @@ def test_a_row_is_in_the_spool_file_before_put_returns(engine, spool):
     writer.stop()
 
 
+@pytest.mark.parametrize("changes", [{}, {"user_id": "u-1", "text": "日本語 🎉 \"quoted\" \\ \t"},
+                                     {"probability": float("nan")}, {"latency_ms": 1.5}, {"user_id": 7}])
+def test_spool_lines_round_trip(changes):
+    row = _row(3, **changes)
+    decoded = prediction_log.decode_row(prediction_log.encode_row(row))
+    assert json.dumps(decoded, default=str) == json.dumps(row, default=str)
+
+
 def test_a_full_spool_drops_and_counts(engine, spool):
     writer = _writer(engine, spool, queue_size=10, batch_size=100, flush_seconds=60)
     assert writer.put(_row(0)) is False and writer.stats().dropped == 1  # not started: refused, counted
