@@ -320,6 +320,9 @@ class PredictionLogWriter:
             except OSError as err:  # the spool cannot be read or cleaned: retry later, never end the thread
                 log.error("prediction log: spool error: %s", err)
                 caught_up = False
+            except Exception:  # noqa: BLE001 - an unforeseen error must not end the thread: the rows stay spooled
+                log.exception("prediction log: unexpected error; the rows stay in the spool, retrying")
+                caught_up = False
             self._watch()
             delay = self._retry_seconds if caught_up else delay
             with self._cond:
