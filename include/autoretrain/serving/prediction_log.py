@@ -64,7 +64,7 @@ DROP_WINDOW = 60.0
 #: inserts failing this long raise the backlog alert even when the backlog is short
 ALERT_AFTER_SECONDS = 30.0
 #: a segment of this size is closed and a new one started (each is deleted once fully committed)
-SEGMENT_BYTES = 64 << 20
+SEGMENT_BYTES = 4 << 20
 _ROW_LEVEL = (sa.exc.IntegrityError, sa.exc.DataError)  # this row is wrong; any other database error: the database is
 
 

@@ -247,3 +247,17 @@ def test_routing_override_round_trip(engine):
     assert prediction_log.load_routing(engine) == {"mode": "shadow"}
     prediction_log.clear_routing(engine)
     assert prediction_log.load_routing(engine) is None
+
+
+def test_segments_rotate_under_steady_traffic_and_committed_ones_go(engine, spool, monkeypatch):
+    monkeypatch.setattr(prediction_log, "SEGMENT_BYTES", 2000)
+    writer = _writer(engine, spool, batch_size=1000, flush_seconds=0.02)
+    writer.start()
+    for i in range(300):  # never idle long enough for the active segment to be fully committed
+        writer.put(_row(i))
+        time.sleep(0.001)
+    assert writer.flush(timeout=10)
+    assert prediction_log.count_predictions(engine) == 300
+    assert len(_segments(spool)) <= 2 and writer.stats().spool_bytes <= 2000 + 300
+    writer.stop()
+    assert _segments(spool) == []
