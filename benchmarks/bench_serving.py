@@ -237,7 +237,7 @@ def put_cost_us(tmp: Path, rows: int = 20_000) -> float:
 
     from autoretrain.db import migrate
     from autoretrain.db.engine import make_engine
-    from autoretrain.serving.prediction_log import PredictionLogWriter
+    from autoretrain.serving.log_writer import PredictionLogWriter
 
     url = f"sqlite:///{tmp / 'put-cost.db'}"
     migrate.upgrade(url)

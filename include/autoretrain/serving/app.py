@@ -34,7 +34,7 @@ from autoretrain.config import Settings, SettingsError
 from autoretrain.db.engine import database_url, make_engine, redacted
 from autoretrain.db.migrate import check_schema
 from autoretrain.errors import TransientError
-from autoretrain.serving import log_alerts, prediction_log, schemas
+from autoretrain.serving import log_alerts, log_writer, prediction_log, schemas
 from autoretrain.serving.fastlane import PredictFastLane
 from autoretrain.serving.manager import Loader, Lookup, ModelManager
 from autoretrain.serving.routing import RoutingConfig, RoutingError, from_settings
@@ -123,7 +123,7 @@ def create_app(settings: Settings, *, lookup: Lookup | None = None, loader: Load
     check_settings(settings)
     engine = engine or make_engine(database_url(settings))
     log_spool = spool_dir(settings.state_path, engine.url)
-    writer = prediction_log.PredictionLogWriter(engine, spool_dir=log_spool,
+    writer = log_writer.PredictionLogWriter(engine, spool_dir=log_spool,
                                                 queue_size=settings.log_queue_size,
                                                 batch_size=settings.log_batch_size,
                                                 flush_seconds=settings.log_flush_seconds,

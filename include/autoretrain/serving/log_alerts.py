@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from autoretrain.alerts.messages import Alert, in_cooldown, prediction_log_alert
 from autoretrain.alerts.store import LOGGED, AlertStore
-from autoretrain.serving.prediction_log import LogHealth, WriterStats
+from autoretrain.serving.log_writer import LogHealth, WriterStats
 
 log = logging.getLogger(__name__)
 

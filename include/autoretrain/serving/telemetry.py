@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from autoretrain.errors import AutoRetrainError
-from autoretrain.serving.prediction_log import WriterStats
+from autoretrain.serving.log_writer import WriterStats
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

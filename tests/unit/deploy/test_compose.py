@@ -577,7 +577,7 @@ def exposed_series() -> dict[str, set[str]]:
     """Sample name -> label names, for every series the prediction service's /metrics can show."""
     from prometheus_client.metrics import MetricWrapperBase
 
-    from autoretrain.serving.prediction_log import WriterStats
+    from autoretrain.serving.log_writer import WriterStats
     from autoretrain.serving.telemetry import ServingMetrics
 
     metrics = ServingMetrics(lambda: WriterStats(accepted=0, written=0, dropped=0, lost=0, depth=0, failed_batches=0))

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from autoretrain.alerts.store import AlertStore
 from autoretrain.db.engine import make_engine
-from autoretrain.serving import log_alerts, prediction_log
+from autoretrain.serving import log_alerts, log_writer
 from tests.conftest import migrated
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -27,11 +27,11 @@ def test_a_backlog_raises_a_warning_once_recorded_and_clears(tmp_path, caplog):
     seen: list[tuple[str, int]] = []
     record = log_alerts.recorder(url, cooldown_minutes=60, spool=str(tmp_path / "spool"))
 
-    def on_alert(health: prediction_log.LogHealth, stats: prediction_log.WriterStats) -> None:
+    def on_alert(health: log_writer.LogHealth, stats: log_writer.WriterStats) -> None:
         seen.append((health.status, stats.depth))
         record(health, stats)
 
-    writer = prediction_log.PredictionLogWriter(engine, spool_dir=tmp_path / "spool", backlog_rows=2,
+    writer = log_writer.PredictionLogWriter(engine, spool_dir=tmp_path / "spool", backlog_rows=2,
                                                 flush_seconds=0.05, retry_seconds=0.05, max_retry_seconds=0.05,
                                                 on_alert=on_alert)
     writer.start()
@@ -55,7 +55,7 @@ def test_a_backlog_raises_a_warning_once_recorded_and_clears(tmp_path, caplog):
         (alert,) = store.records()
     assert (alert.kind, alert.severity, alert.status) == ("prediction_log", "warning", "logged")
     assert "is backing up prediction-log rows" in alert.title
-    record(prediction_log.LogHealth("degraded", ("again",)), writer.stats())  # within the cool-down
+    record(log_writer.LogHealth("degraded", ("again",)), writer.stats())  # within the cool-down
     with AlertStore(url) as store:
         assert len(store.records()) == 1
     engine.dispose()

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from autoretrain.db import migrate
 from autoretrain.db.engine import make_engine
 from autoretrain.db.schema import predictions
-from autoretrain.serving import prediction_log
+from autoretrain.serving import log_writer, prediction_log
 from autoretrain.serving import spool as spool_mod
 from tests.conftest import migrated
 
@@ -43,15 +43,15 @@ def _count_inserts(engine) -> list[int]:
     return sizes
 
 
-def _writer(engine, spool, **kwargs) -> prediction_log.PredictionLogWriter:
-    return prediction_log.PredictionLogWriter(engine, spool_dir=spool, **kwargs)
+def _writer(engine, spool, **kwargs) -> log_writer.PredictionLogWriter:
+    return log_writer.PredictionLogWriter(engine, spool_dir=spool, **kwargs)
 
 
 def _segments(spool) -> list:
     return sorted(spool.glob("predictions-*.jsonl"))
 
 
-def _kill(writer: prediction_log.PredictionLogWriter) -> None:
+def _kill(writer: log_writer.PredictionLogWriter) -> None:
     """What SIGKILL does to a writer: its threads stop mid-way, the kernel closes its descriptors (flocks go)."""
     writer._closed.set()
     with writer._cond:
@@ -91,7 +91,7 @@ def test_a_row_is_in_the_spool_file_before_put_returns(engine, spool):
     assert writer.put(_row(1, text="line\nbreak \ud800 \x00"))
     (segment,) = _segments(spool)
     (line,) = segment.read_bytes().splitlines()
-    assert prediction_log.decode_row(line) == _row(1, text="line\nbreak \ud800 \x00")
+    assert log_writer.decode_row(line) == _row(1, text="line\nbreak \ud800 \x00")
     writer.stop()
 
 
@@ -99,7 +99,7 @@ def test_a_row_is_in_the_spool_file_before_put_returns(engine, spool):
                                      {"probability": float("nan")}, {"latency_ms": 1.5}, {"user_id": 7}])
 def test_spool_lines_round_trip(changes):
     row = _row(3, **changes)
-    decoded = prediction_log.decode_row(prediction_log.encode_row(row))
+    decoded = log_writer.decode_row(log_writer.encode_row(row))
     assert json.dumps(decoded, default=str) == json.dumps(row, default=str)
 
 
@@ -120,7 +120,7 @@ def test_a_full_spool_drops_and_counts(engine, spool):
 def test_the_spool_byte_cap_drops_and_counts(engine, spool):
     writer = _writer(engine, spool, spool_max_bytes=1000, batch_size=100, flush_seconds=60)
     writer.start()
-    line = len(prediction_log.encode_row(_row(0)))
+    line = len(log_writer.encode_row(_row(0)))
     accepted = sum(writer.put(_row(i)) for i in range(20))
     assert accepted == 1000 // line and writer.stats().dropped == 20 - accepted
     assert writer.stats().spool_bytes == accepted * line
@@ -147,7 +147,7 @@ def test_a_row_the_database_refuses_is_kept_aside_alone(engine, spool):
     assert (stats.written, stats.lost, stats.dropped) == (4, 1, 1)
     assert prediction_log.count_predictions(engine) == 4 and not prediction_log.prediction_exists(engine, "req-2")
     (rejected,) = [json.loads(line) for line in (spool / "rejected.jsonl").read_text().splitlines()]
-    assert prediction_log.decode_row(rejected["row"].encode())["request_id"] == "req-2"
+    assert log_writer.decode_row(rejected["row"].encode())["request_id"] == "req-2"
     assert "IntegrityError" in rejected["reason"]
 
 
@@ -168,7 +168,7 @@ def test_database_outage_is_retried_then_written(tmp_path, spool):
     assert "3 prediction-log rows backed up" in health.reasons[1]
     migrate.upgrade(url)
     assert writer.flush(timeout=10) is True
-    assert writer.health() == prediction_log.LogHealth("ok", ())
+    assert writer.health() == log_writer.LogHealth("ok", ())
     stats = writer.stop()
     assert (stats.written, stats.lost, stats.dropped, stats.duplicates) == (3, 0, 0, 0)
     assert prediction_log.count_predictions(engine) == 3
@@ -215,8 +215,8 @@ def test_a_killed_writer_is_replayed_once_and_a_live_one_is_left_alone(engine, s
 
 def test_a_torn_last_line_is_set_aside_and_the_rest_replayed(engine, spool):
     spool.mkdir()
-    whole = b"".join(prediction_log.encode_row(_row(i)) for i in range(3))
-    (spool / "predictions-1-1-000000.jsonl").write_bytes(whole + prediction_log.encode_row(_row(3))[:40])
+    whole = b"".join(log_writer.encode_row(_row(i)) for i in range(3))
+    (spool / "predictions-1-1-000000.jsonl").write_bytes(whole + log_writer.encode_row(_row(3))[:40])
     writer = _writer(engine, spool, batch_size=100, flush_seconds=0.05)
     writer.start()
     assert writer.stats().adopted == 4 and writer.flush(timeout=10)
@@ -250,7 +250,7 @@ def test_routing_override_round_trip(engine):
 
 
 def test_segments_rotate_under_steady_traffic_and_committed_ones_go(engine, spool, monkeypatch):
-    monkeypatch.setattr(prediction_log, "SEGMENT_BYTES", 2000)
+    monkeypatch.setattr(log_writer, "SEGMENT_BYTES", 2000)
     writer = _writer(engine, spool, batch_size=1000, flush_seconds=0.02)
     writer.start()
     for i in range(300):  # never idle long enough for the active segment to be fully committed
