@@ -5,7 +5,10 @@ champion through ``autoretrain.training.steps.run_training``; then each server i
 process and one worker each: ``mlflow models serve --env-manager local`` and
 ``python -m autoretrain.serving`` with prediction logging ON (SQLite). The same small asyncio
 HTTP/1.1 keep-alive client sends single-message requests (messages of the SMS dataset) at
-concurrency 1 and 8. Ours is then stopped with SIGTERM and its prediction log counted.
+concurrency 1 and 8. Ours is then stopped with SIGTERM and its prediction log counted. Last,
+durability: ours is started again, SIGKILLed at full load (c=8) once 2,000 requests are answered,
+restarted, and every answered request_id is looked up in its log (the spool is replayed at start);
+and the cost of one ``PredictionLogWriter.put`` (the spool write on the request path) is timed.
 
 Prints a table and, last, one JSON line with the figures.
 """
@@ -169,6 +172,90 @@ def register_model(tmp: Path, env: dict[str, str], families: str, cv_folds: int)
     return uri, {"server": server, "family": result["selected"], "version": result["registered"]["version"]}
 
 
+async def _drive_until(port: int, bodies: list[bytes], concurrency: int, answered: int,
+                       proc: subprocess.Popen) -> list[str]:
+    """POST /predict at ``concurrency`` until ``answered`` requests are answered, then SIGKILL ``proc``."""
+    ids: list[str] = []
+    pending = iter(bodies)
+    prefix = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for body in pending:
+                writer.write(prefix + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                status, payload = await _read_response(reader)
+                if status == 200:
+                    ids.append(json.loads(payload)["request_id"])
+                if len(ids) == answered and proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)  # the other connections have requests in flight
+        except (OSError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    return ids
+
+
+def sigkill_at_load(port: int, bodies: list[bytes], env: dict[str, str], tmp: Path, db: Path,
+                    answered: int = 2000) -> dict[str, int]:
+    """Answered, in the database at the kill, replayed at restart and lost (answered but never logged)."""
+    import sqlalchemy as sa
+
+    from autoretrain.db.engine import make_engine
+    from autoretrain.db.schema import predictions
+
+    def logged() -> set[str]:
+        engine = make_engine(f"sqlite:///{db}")
+        with engine.connect() as conn:
+            ids = set(conn.execute(sa.select(predictions.c.request_id)).scalars())
+        engine.dispose()
+        return ids
+
+    cmd = [sys.executable, "-m", "autoretrain.serving", "--host", "127.0.0.1", "--port", str(port)]
+    proc = start(cmd, env, tmp / "ours-killed.log")
+    wait_http(f"http://127.0.0.1:{port}/ready", proc)
+    ids = asyncio.run(_drive_until(port, (bodies * 2)[: answered * 2], 8, answered, proc))
+    proc.wait()
+    at_kill = len(set(ids) & logged())
+    again = start(cmd, env, tmp / "ours-restarted.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ready", again)
+        deadline = time.monotonic() + 60
+        while (missing := set(ids) - logged()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop(again)
+    return {"answered": len(ids), "at_kill": at_kill, "replayed": len(ids) - at_kill - len(missing),
+            "lost": len(missing), "killed_with": proc.returncode}
+
+
+def put_cost_us(tmp: Path, rows: int = 20_000) -> float:
+    """Mean microseconds of one ``PredictionLogWriter.put`` (encode + append to the spool) on this disk."""
+    from datetime import UTC, datetime
+
+    from autoretrain.db import migrate
+    from autoretrain.db.engine import make_engine
+    from autoretrain.serving.log_writer import PredictionLogWriter
+
+    url = f"sqlite:///{tmp / 'put-cost.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    writer = PredictionLogWriter(engine, spool_dir=tmp / "put-cost-spool")
+    writer.start()
+    row = {"request_id": "", "created_at": datetime.now(UTC), "model_name": "m", "model_version": "1",
+           "variant": "champion", "role": "served", "user_id": "user-1", "probability": 0.1, "label": "ham",
+           "text": "Ok lar... Joking wif u oni...", "latency_ms": 0.7}
+    started = time.perf_counter()
+    for i in range(rows):
+        writer.put({**row, "request_id": f"req-{i}"})
+    cost = (time.perf_counter() - started) / rows * 1e6
+    writer.stop()
+    engine.dispose()
+    return cost
+
+
 def bench(name: str, port: int, path: str, bodies: list[bytes], warmup: int) -> dict[int, Level]:
     drive(port, path, bodies[:warmup], 8)
     levels = {c: drive(port, path, bodies, c) for c in (1, 8)}
@@ -225,7 +312,8 @@ def main() -> int:
         port = free_port()
         db = tmp / "serving.db"
         migrate.upgrade(f"sqlite:///{db}")  # the service refuses a database that is not migrated
-        ours_env = {**env, "AUTORETRAIN_DATABASE_URL": f"sqlite:///{db}", "AUTORETRAIN_ROUTING_MODE": "full"}
+        ours_env = {**env, "AUTORETRAIN_DATABASE_URL": f"sqlite:///{db}", "AUTORETRAIN_ROUTING_MODE": "full",
+                    "AUTORETRAIN_STATE_DIR": str(tmp / "state")}
         ours = start([sys.executable, "-m", "autoretrain.serving", "--host", "127.0.0.1", "--port", str(port)],
                      ours_env, tmp / "ours.log")
         procs.append(ours)
@@ -238,6 +326,8 @@ def main() -> int:
         requests_sent = 1 + args.warmup + 2 * args.requests
 
         rows_logged = prediction_log.count_predictions(make_engine(f"sqlite:///{db}"))
+        killed = sigkill_at_load(free_port(), ours_bodies, ours_env, tmp, db)
+        put_us = put_cost_us(tmp)
     finally:
         for proc in reversed(procs):
             stop(proc)
@@ -249,6 +339,9 @@ def main() -> int:
           f"ours answered label={answer['label']} (fast path: {fast_path})")
     print(f"startup to ready: mlflow {mlflow_start:.1f}s, ours {ours_start:.1f}s; ours exited with {exit_code} "
           "on SIGTERM" + (f"; kept {tmp}" if args.keep else ""))
+    print(f"SIGKILL at full load (c=8) after {killed['answered']} answers: {killed['at_kill']} in the database "
+          f"at the kill, {killed['replayed']} replayed from the spool at restart, {killed['lost']} lost; "
+          f"PredictionLogWriter.put (spool write) {put_us:.1f} us per row")
     print(f"{'server':<22}{'c':>3}{'rps':>10}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     for name, levels in (("mlflow models serve", theirs), ("autoretrain.serving", mine)):
         for c, lv in levels.items():
@@ -263,10 +356,14 @@ def main() -> int:
         "mlflow_p50_ms_c1": round(theirs[1].pct(0.5), 3), "mlflow_p99_ms_c8": round(theirs[8].pct(0.99), 3),
         "requests_sent": requests_sent, "rows_logged": rows_logged, "fast_path": fast_path,
         "requests_per_level": args.requests, "cores": os.cpu_count(),
+        "durable_log": True, "sigkill_answered": killed["answered"], "sigkill_rows_at_kill": killed["at_kill"],
+        "sigkill_rows_replayed": killed["replayed"], "rows_lost_after_sigkill": killed["lost"],
+        "log_put_us": round(put_us, 2),
     }
     checks = {"rps_ratio_c8 >= 5": figures["rps_ratio_c8"] >= 5,
               "ours_p99_ms_c8 <= 15": figures["ours_p99_ms_c8"] <= 15,
-              "rows_logged == requests_sent": rows_logged == requests_sent}
+              "rows_logged == requests_sent": rows_logged == requests_sent,
+              "rows_lost_after_sigkill == 0": killed["lost"] == 0 and killed["answered"] >= 2000}
     print("targets: " + ", ".join(f"{k}: {'ok' if v else 'MISSED'}" for k, v in checks.items()))
     print(json.dumps(figures))
     return 0 if all(checks.values()) else 1

@@ -143,9 +143,12 @@ class Settings:
     # <state_dir>/routing-salt; processes that share no state folder must all set the same value
     routing_salt: str = dataclasses.field(default="", repr=False)
     reload_interval_seconds: float = 10.0  # how often aliases and the routing override are polled
-    log_queue_size: int = 100_000  # predictions waiting for the log writer; beyond: dropped and counted
+    log_queue_size: int = 10_000_000  # rows in the spool not yet in the database; beyond: dropped and counted
     log_batch_size: int = 500  # rows per INSERT of the prediction-log writer
     log_flush_seconds: float = 0.2  # the writer flushes at least this often
+    log_spool_max_bytes: int = 1_073_741_824  # spool of unwritten rows (<state_dir>/spool); beyond: dropped, counted
+    log_stop_seconds: float = 10.0  # at shutdown, insert spooled rows this long; the rest waits in the spool
+    log_ready_backlog_rows: int = 10_000  # more rows than this waiting: /ready "degraded" and a warning alert
     max_batch_messages: int = 256  # messages per POST /predict/batch
     top_features: int = 5  # explaining terms per prediction; 0: none
 

@@ -182,6 +182,20 @@ def regression_alert(*, model_name: str, version: str | int, metric: str, value:
                   mlflow_url=mlflow_url)
 
 
+def prediction_log_alert(*, service: str, status: str, reasons: Sequence[str], backlog_rows: int,
+                         spool: str) -> Alert:
+    """The prediction service's log rows back up (warning: kept in its spool) or are dropped (critical)."""
+    severity = "critical" if status == "failing" else "warning"
+    what = "drops prediction-log rows" if status == "failing" else "is backing up prediction-log rows"
+    body = [f"{backlog_rows} rows wait in the spool `{spool}`", *_items([_clip(redact(r)) for r in reasons],
+                                                                        more="/ready")]
+    return _alert("prediction_log", severity, f"{service} {what}", body,
+                  done="predictions are still answered; spooled rows are inserted once the database accepts them",
+                  todo="check the database (read-only after a failover? migrated? reachable?) and the disk "
+                       "of state_dir; /ready and the autoretrain_prediction_log_* metrics show the state",
+                  dedup_key=f"prediction_log:{service}:{severity}", airflow_url=None, mlflow_url=None)
+
+
 def promotion_alert(*, model_name: str, version: str | int, previous_version: str | int | None,
                     reasons: Sequence[str], run_id: str, airflow_url: str | None = None,
                     mlflow_url: str | None = None) -> Alert:

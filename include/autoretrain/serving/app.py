@@ -35,11 +35,12 @@ from autoretrain.config import Settings, SettingsError
 from autoretrain.db.engine import database_url, make_engine, redacted
 from autoretrain.db.migrate import check_schema
 from autoretrain.errors import TransientError
-from autoretrain.serving import access, prediction_log, schemas
+from autoretrain.serving import access, log_alerts, log_writer, prediction_log, schemas
 from autoretrain.serving.fastlane import PredictFastLane
 from autoretrain.serving.manager import Loader, Lookup, ModelManager
 from autoretrain.serving.routing import RoutingConfig, RoutingError, from_settings
 from autoretrain.serving.service import Answer, NotReady, PredictionService, ShadowJob
+from autoretrain.serving.spool import spool_dir
 from autoretrain.serving.telemetry import BodyTooLarge, ServingMetrics, TelemetryMiddleware
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,9 @@ def check_settings(settings: Settings) -> None:
     limits = {"reload_interval_seconds": (0.1, 86_400), "log_queue_size": (1, 10_000_000),
               "log_batch_size": (1, 100_000), "log_flush_seconds": (0.001, 3600), "max_batch_messages": (1, 10_000),
               "max_message_chars": (1, 1_000_000), "top_features": (0, 100), "serving_port": (0, 65_535),
-              "drift_max_messages": (1, schemas.MAX_DRIFT_MESSAGES), "drift_max_concurrent": (1, 64)}
+              "drift_max_messages": (1, schemas.MAX_DRIFT_MESSAGES), "drift_max_concurrent": (1, 64),
+              "log_spool_max_bytes": (1 << 20, 1 << 50), "log_stop_seconds": (0, 3600),
+              "log_ready_backlog_rows": (1, 10_000_000)}
     for name, (low, high) in limits.items():
         value = getattr(settings, name)
         if not low <= value <= high:
@@ -126,9 +129,17 @@ def create_app(settings: Settings, *, lookup: Lookup | None = None, loader: Load
     tokens = access.tokens_for(settings)
     access.warn_deprecated(settings)
     engine = engine or make_engine(database_url(settings))
-    writer = prediction_log.PredictionLogWriter(engine, queue_size=settings.log_queue_size,
+    log_spool = spool_dir(settings.state_path, engine.url)
+    writer = log_writer.PredictionLogWriter(engine, spool_dir=log_spool,
+                                                queue_size=settings.log_queue_size,
                                                 batch_size=settings.log_batch_size,
-                                                flush_seconds=settings.log_flush_seconds)
+                                                flush_seconds=settings.log_flush_seconds,
+                                                spool_max_bytes=settings.log_spool_max_bytes,
+                                                backlog_rows=settings.log_ready_backlog_rows,
+                                                on_alert=log_alerts.recorder(
+                                                    engine.url.render_as_string(hide_password=False),
+                                                    spool=str(log_spool),
+                                                    cooldown_minutes=settings.alert_cooldown_minutes))
     metrics = ServingMetrics(writer.stats)
     if lookup is None or loader is None:
         lookup, loader = registry_access(settings)
@@ -146,9 +157,10 @@ def create_app(settings: Settings, *, lookup: Lookup | None = None, loader: Load
             yield
         finally:
             manager.stop()
-            stats = await run_in_threadpool(writer.stop)
+            stats = await run_in_threadpool(writer.stop, settings.log_stop_seconds)
             engine.dispose()
-            log.info("stopped: %d predictions logged, %d dropped", stats.written, stats.dropped)
+            log.info("stopped: %d predictions logged, %d dropped, %d kept in the spool", stats.written,
+                     stats.dropped, stats.depth)
 
     # /docs and /redoc with Swagger UI and ReDoc served from the package (fastapi-offline), not a CDN
     app = FastAPIOffline(title="AutoRetrain prediction service", version=autoretrain.__version__, lifespan=lifespan,
@@ -216,11 +228,21 @@ def _add_info_routes(app: FastAPI, service: PredictionService) -> None:
 
     @app.get("/ready", tags=["ops"], responses=_NOT_READY)
     async def ready() -> dict[str, Any]:
-        """200 once the champion is loaded, verified and warmed up."""
+        """200 once the champion is loaded, verified and warmed up; "degraded" while log rows wait in the spool.
+
+        503 while prediction-log rows are being dropped (spool full or unwritable): this process
+        answers but cannot record, so traffic should go elsewhere (docs/adr/0008-durable-prediction-log.md).
+        """
         state = manager.state
         if state.champion is None:
             raise HTTPException(503, f"not ready: {service.not_ready_reason(state)}")
-        return {"status": "ready", "versions": {a: m.ref.version for a, m in state.models.items()}}
+        health = service.writer.health()
+        if health.status == "failing":
+            raise HTTPException(503, "not ready: " + "; ".join(health.reasons))
+        versions = {a: m.ref.version for a, m in state.models.items()}
+        if health.reasons:  # rows wait in the spool: keep serving (they are safe), but say so
+            return {"status": "degraded", "versions": versions, "reasons": list(health.reasons)}
+        return {"status": "ready", "versions": versions}
 
     @app.get("/models/current", response_model=schemas.ModelsResponse, tags=["ops"])
     async def models_current() -> dict[str, Any]:

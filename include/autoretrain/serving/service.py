@@ -10,8 +10,8 @@ from typing import TypedDict
 from autoretrain.config import Settings
 from autoretrain.data.pii import text_at_rest
 from autoretrain.errors import TransientError
+from autoretrain.serving.log_writer import PredictionLogWriter
 from autoretrain.serving.manager import LoadedModel, ModelManager, ServingState
-from autoretrain.serving.prediction_log import PredictionLogWriter
 from autoretrain.serving.routing import CHAMPION, choose
 from autoretrain.serving.telemetry import ServingMetrics
 

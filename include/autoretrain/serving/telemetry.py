@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from autoretrain.errors import AutoRetrainError
-from autoretrain.serving.prediction_log import WriterStats
+from autoretrain.serving.log_writer import WriterStats
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -34,15 +34,26 @@ class _LogCollector(Collector):
     def collect(self) -> Iterable[Any]:
         s = self._stats()
         yield GaugeMetricFamily("autoretrain_prediction_log_queue_depth",
-                                "Prediction-log rows waiting to be written", value=s.depth)
+                                "Prediction-log rows waiting in the spool to be written (the backlog)", value=s.depth)
         yield CounterMetricFamily("autoretrain_prediction_log_written", "Prediction-log rows written",
                                   value=s.written)
         yield CounterMetricFamily("autoretrain_prediction_log_dropped",
-                                  "Prediction-log rows dropped (queue full, refused by the database, "
-                                  "or unwritten at shutdown)", value=s.dropped)
+                                  "Prediction-log rows dropped (spool full or unwritable, writer stopped), "
+                                  "plus those the database refused for good", value=s.dropped)
         yield CounterMetricFamily("autoretrain_prediction_log_failed_batches",
                                   "Prediction-log batch inserts that failed and were retried",
                                   value=s.failed_batches)
+        yield GaugeMetricFamily("autoretrain_prediction_log_spool_bytes",
+                                "Bytes of the local prediction-log spool (rows not yet deleted)", value=s.spool_bytes)
+        yield CounterMetricFamily("autoretrain_prediction_log_rejected",
+                                  "Prediction-log rows the database refused for good (kept in spool/rejected.jsonl)",
+                                  value=s.lost)
+        yield CounterMetricFamily("autoretrain_prediction_log_replayed",
+                                  "Prediction-log rows found in the spool at start (left by a stopped or killed "
+                                  "process)", value=s.adopted)
+        yield GaugeMetricFamily("autoretrain_prediction_log_failing_seconds",
+                                "For how long prediction-log inserts have been failing (0: the last one committed)",
+                                value=s.failing_seconds)
 
 
 class ServingMetrics:

@@ -586,7 +586,7 @@ def exposed_series() -> dict[str, set[str]]:
     """Sample name -> label names, for every series the prediction service's /metrics can show."""
     from prometheus_client.metrics import MetricWrapperBase
 
-    from autoretrain.serving.prediction_log import WriterStats
+    from autoretrain.serving.log_writer import WriterStats
     from autoretrain.serving.telemetry import ServingMetrics
 
     metrics = ServingMetrics(lambda: WriterStats(accepted=0, written=0, dropped=0, lost=0, depth=0, failed_batches=0))
@@ -757,3 +757,17 @@ def test_env_example_placeholders_are_refused_by_the_service(env_example: dict[s
 
     for name in ("AUTORETRAIN_FEEDBACK_TOKEN", "AUTORETRAIN_ADMIN_TOKEN", "AUTORETRAIN_ROUTING_SALT"):
         assert secret_problem(env_example[name]), f"the service would start with {name}={env_example[name]!r}"
+
+
+def test_prometheus_alert_rules_use_metrics_the_service_exposes(stack: dict[str, Any]) -> None:
+    config = yaml.safe_load(PROMETHEUS_FILE.read_text(encoding="utf-8"))
+    rules_file = PROMETHEUS_FILE.parent / "alerts.yml"
+    mounted = {host_path(stack["services"]["prometheus"], target) for target in config["rule_files"]}
+    assert mounted == {rules_file}
+    rules = [r for g in yaml.safe_load(rules_file.read_text(encoding="utf-8"))["groups"] for r in g["rules"]]
+    assert {r["alert"]: r["labels"]["severity"] for r in rules} == {"PredictionLogBacklog": "warning",
+                                                                    "PredictionLogDropping": "critical"}
+    exposed = exposed_series()
+    for rule in rules:
+        used = set(PROMQL_METRIC.findall(rule["expr"]))
+        assert used and used <= set(exposed), rule["expr"]

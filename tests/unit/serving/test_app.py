@@ -68,7 +68,7 @@ def _settings(tmp_path, **changes) -> Settings:
               "admin_token": TOKEN, "feedback_token": FEEDBACK_TOKEN, "routing_salt": SALT,
               "state_dir": str(tmp_path / "state"),
               "reload_interval_seconds": 60.0, "max_message_chars": 50, "max_batch_messages": 4,
-              "log_flush_seconds": 0.05, **changes}
+              "log_flush_seconds": 0.05, "state_dir": str(tmp_path / "state"), **changes}
     return Settings(**values)
 
 
@@ -416,3 +416,32 @@ def test_api_docs_work_offline(make_client, page, assets):
         assert f"/docs-assets/{asset}" in html.text
         served = client.get(f"/docs-assets/{asset}")
         assert served.status_code == 200 and len(served.content) > 100_000, asset
+
+
+# ------------------------------------------------------------------------- prediction-log health
+def test_ready_is_degraded_while_the_log_table_is_gone_and_refuses_while_rows_drop(make_client):
+    client, _ = make_client(log_ready_backlog_rows=2)
+    engine = client.app.state.engine
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE prediction_log RENAME TO prediction_log_away")
+    ids = [client.post("/predict", json={"message": f"hi {i}"}).json()["request_id"] for i in range(3)]
+    deadline = time.monotonic() + 10
+    while len(client.get("/ready").json().get("reasons", [])) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+    assert "no such table: prediction_log" in ready.json()["reasons"][0]
+    assert ready.json()["reasons"][1] == "3 prediction-log rows backed up in the spool (over 2)"
+    assert _metric(client, "autoretrain_prediction_log_queue_depth") == 3.0
+    assert _metric(client, "autoretrain_prediction_log_spool_bytes") > 0
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE prediction_log_away RENAME TO prediction_log")
+    assert {r["request_id"] for r in _rows(client)} == set(ids)
+    assert client.get("/ready").json() == {"status": "ready", "versions": {"champion": "1"}}
+
+    full, _ = make_client(log_queue_size=1, log_flush_seconds=60.0, log_batch_size=10_000)
+    assert [full.post("/predict", json={"message": "x"}).status_code for _ in range(2)] == [200, 200]
+    refused = full.get("/ready")
+    assert refused.status_code == 503 and "rows dropped in the last 60s (1 in all)" in refused.json()["detail"]
+    assert _metric(full, "autoretrain_prediction_log_dropped_total") == 1.0
