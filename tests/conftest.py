@@ -44,6 +44,7 @@ os.environ.update({
     "AUTORETRAIN_STATE_DIR": str(SESSION_TMP / "state"),  # never write into the checkout's .autoretrain
     "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",  # as in every deployed process (ADR 0007)
     # mlflow server otherwise starts a job runner and ~8 huey consumers (for its GenAI jobs), which
     # AutoRetrain never uses: on 2 cores they slowed every test that starts a server
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",

@@ -24,7 +24,7 @@ ENV_PREFIX = "AUTORETRAIN_"
 CONFIG_ENV = "AUTORETRAIN_CONFIG"
 HOME_ENV = "AUTORETRAIN_HOME"
 #: settings that are secrets: never logged, printed or sent to MLflow
-SECRET_FIELDS = ("api_token",)
+SECRET_FIELDS = ("api_token", "integrity_key")
 #: model families (autoretrain.training.families.FAMILIES holds their definitions; a test keeps both in step)
 KNOWN_FAMILIES = ("multinomial_nb", "complement_nb", "logreg", "linear_svm", "sgd")
 #: paired tests the champion/challenger comparison can require (see autoretrain.promotion.decision)
@@ -132,6 +132,10 @@ class Settings:
     canary_max_score_shift: float = 0.10  # |spam rate of challenger answers - spam rate of champion answers|
     canary_max_accuracy_drop: float = 0.02  # where feedback exists: champion accuracy - challenger accuracy
     canary_min_labelled: int = 20  # labelled challenger answers needed to judge accuracy
+
+    # ---- model integrity (ADR 0007)
+    #: HMAC key of the model_artifacts records; MLflow never sees it. Empty: the record alone is the authority
+    integrity_key: str = dataclasses.field(default="", repr=False)
 
     def __post_init__(self) -> None:
         for name in ("accuracy_min", "f1_min", "ece_max", "drift_threshold", "accuracy_floor",
