@@ -75,6 +75,8 @@ ROWS: dict[str, list[dict[str, Any]]] = {
          "action": None, "computed_at": T0 + timedelta(hours=6)},
     ],
 }
+#: tables later revisions add (the code before migrations had none of them; their revision creates them empty)
+LATER_TABLES = {"model_artifacts"}  # 0003
 #: tables whose key is an autoincrement id (the rows get 1, 2, ... in the order written)
 AUTO_IDS = {"prediction_log", "alert_log", "alias_audit"}
 
@@ -85,7 +87,7 @@ def write_legacy_database(url: str) -> None:
     try:
         legacy_schema.create_all(engine)
         tables = {t.name: t for t in legacy_schema.TABLES}
-        assert set(tables) == set(ROWS) == set(schema.metadata.tables), "every table gets rows"
+        assert set(tables) == set(ROWS) == set(schema.metadata.tables) - LATER_TABLES, "every table gets rows"
         with engine.begin() as conn:
             for name, rows in ROWS.items():
                 conn.execute(tables[name].insert(), rows)
@@ -96,8 +98,11 @@ def write_legacy_database(url: str) -> None:
 def stored_rows(engine: Engine) -> dict[str, list[dict[str, Any]]]:
     """Every row of every table, ordered by key, datetimes in UTC (SQLite hands back naive ones)."""
     out = {}
+    present = set(sa.inspect(engine).get_table_names())  # a downgrade drops the later tables
     with engine.connect() as conn:
         for name, table in schema.metadata.tables.items():
+            if name not in present:
+                continue
             rows = conn.execute(sa.select(table).order_by(*table.primary_key.columns)).mappings().all()
             out[name] = [{k: _utc(v) for k, v in row.items()} for row in rows]
     return out
@@ -140,7 +145,7 @@ def index_names(engine: Engine) -> set[tuple[str, str]]:
 
 def assert_at_head(url: str, engine: Engine) -> None:
     """The version table says head, the check passes, and the tables are exactly :mod:`autoretrain.db.schema`."""
-    assert migrate.current(url) == migrate.head() == "0002"
+    assert migrate.current(url) == migrate.head() == "0003"
     migrate.check_schema(engine)
     assert differences(engine) == []
     assert INDEXES_0002 <= index_names(engine)
@@ -168,9 +173,9 @@ def empty_database_reaches_head(url: str) -> None:
     engine = make_engine(url)
     try:
         assert migrate.current(url) is None
-        assert migrate.upgrade(url) == migrate.Migrated(before=None, after="0002")
+        assert migrate.upgrade(url) == migrate.Migrated(before=None, after="0003")
         assert_at_head(url, engine)
-        assert stored_rows(engine) == {name: [] for name in ROWS}
+        assert stored_rows(engine) == {name: [] for name in schema.metadata.tables}
         assert_append_only(engine)
     finally:
         engine.dispose()
@@ -182,11 +187,12 @@ def legacy_database_is_adopted(url: str) -> None:
     engine = make_engine(url)
     try:
         assert migrate.current(url) is None
-        # the legacy tables are 0001's exactly: only the two indexes of 0002 are missing
-        assert sorted(differences(engine)) == sorted(("add_index", *index) for index in INDEXES_0002)
+        # the legacy tables are 0001's exactly: only the two indexes of 0002 and the later tables are missing
+        assert sorted(differences(engine)) == sorted([*(("add_index", *index) for index in INDEXES_0002),
+                                                      *(("add_table", name) for name in LATER_TABLES)])
         with pytest.raises(migrate.SchemaOutOfDate, match=r"at revision none \(tables made before migrations\)"):
             migrate.check_schema(engine)
-        assert migrate.upgrade(url) == migrate.Migrated(before=None, after="0002")
+        assert migrate.upgrade(url) == migrate.Migrated(before=None, after="0003")
         assert_rows_kept(engine)
         assert_at_head(url, engine)
         assert_append_only(engine)
@@ -201,15 +207,16 @@ def downgrade_keeps_rows_and_upgrades_again(url: str) -> None:
     try:
         migrate.upgrade(url)
         migrate.check_schema(engine)  # remembered as at head ...
-        assert migrate.downgrade(url, "-1") == migrate.Migrated(before="0002", after="0001")
+        assert migrate.downgrade(url, "0001") == migrate.Migrated(before="0003", after="0001")
         with pytest.raises(migrate.SchemaOutOfDate) as refused:  # ... and forgotten by the downgrade
             migrate.check_schema(engine)
-        assert str(refused.value) == (f"database {redacted(url)} is at revision 0001, this code needs 0002: "
+        assert str(refused.value) == (f"database {redacted(url)} is at revision 0001, this code needs 0003: "
                                       "run `autoretrain db upgrade`")
         assert not INDEXES_0002 & index_names(engine)
-        assert sorted(differences(engine)) == sorted(("add_index", *index) for index in INDEXES_0002)
+        assert sorted(differences(engine)) == sorted([*(("add_index", *index) for index in INDEXES_0002),
+                                                      *(("add_table", name) for name in LATER_TABLES)])
         assert_rows_kept(engine)
-        assert migrate.upgrade(url) == migrate.Migrated(before="0001", after="0002")
+        assert migrate.upgrade(url) == migrate.Migrated(before="0001", after="0003")
         assert_rows_kept(engine)
         assert_at_head(url, engine)
     finally:
