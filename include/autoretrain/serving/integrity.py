@@ -74,8 +74,8 @@ class LastKnownGood:
         self._prune(keep=ref.version)
 
     def _prune(self, *, keep: str) -> None:
-        copies = sorted((p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                        key=lambda p: p.stat().st_mtime, reverse=True)
+        copies = sorted((p for p in self.root.iterdir() if p.is_dir() and p.name.isdigit()),
+                        key=lambda p: int(p.name), reverse=True)  # the newest versions first
         others = [p for p in copies if p.name != keep]
         for old in others[KEEP_VERSIONS - 1:]:
             shutil.rmtree(old, ignore_errors=True)
