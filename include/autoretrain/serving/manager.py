@@ -104,6 +104,7 @@ class ModelManager:
             self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        self._start_from_last_good()
         while not self._stop.is_set():
             try:
                 self.refresh()
@@ -111,6 +112,16 @@ class ModelManager:
                 log.exception("model poll failed; the current models keep serving")
                 self._metrics.poll_errors.inc()
             self._stop.wait(self._interval)
+
+    def _start_from_last_good(self) -> None:
+        """Serve the verified last-known-good champion before the first poll (MLflow may be slow or down)."""
+        with self._lock:
+            if self.state.champion is not None:
+                return
+            model = self._fallback(CHAMPION)
+            if model is not None:
+                self.state = ServingState(routing=self.state.routing, models={CHAMPION: model})
+                self._metrics.set_models({CHAMPION: model.ref.version})
 
     # ------------------------------------------------------------------------------- polling
     def refresh(self, *, retry_refused: bool = False) -> ServingState:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import metadata
@@ -227,13 +228,11 @@ def train_family(settings: Settings, *, parent_run_id: str, family: str) -> Fami
         mlflow.log_metrics({f"cv_{k}": float(v) for k, v in result.cv_metrics.items()})
         mlflow.log_metric("fit_seconds", result.fit_seconds)
         registry.quiet_skops_import()
-        info = mlflow.sklearn.log_model(
-            result.pipeline, name="model", input_example=example,
-            signature=infer_signature(example, result.pipeline.predict(example)),
-            pip_requirements=pinned_requirements(), skops_trusted_types=list(SKOPS_TRUSTED_TYPES),
-            # MLflow's check would load the model through mlflow.sklearn, refused here
-            # (MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false); registration vets it with the project's loader
-            validate_serving_input=False)
+        with _no_serving_input_check_warning():
+            info = mlflow.sklearn.log_model(
+                result.pipeline, name="model", input_example=example,
+                signature=infer_signature(example, result.pipeline.predict(example)),
+                pip_requirements=pinned_requirements(), skops_trusted_types=list(SKOPS_TRUSTED_TYPES))
         mlflow.set_tag(lineage.MODEL_URI, info.model_uri)
     return _family_summary(client.get_run(run_id))
 
@@ -351,6 +350,25 @@ def assign_alias(settings: Settings, *, registered: RegisteredVersion, promote: 
                             run_id=run_id, action="assign", previous="keep",
                             metrics={k: tags[k] for k in sorted(tags) if k.startswith("holdout_")})
     return {"alias": alias, "version": version, "reason": reason}
+
+
+class _DropServingInputCheck(logging.Filter):
+    """MLflow's serving-input check of ``log_model`` loads the model through ``mlflow.sklearn``, which every
+    AutoRetrain process refuses (``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``, ADR 0007): its warning says
+    nothing about the model. Registration vets the model with the project's own loader instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to validate serving input example")
+
+
+@contextmanager
+def _no_serving_input_check_warning() -> Generator[None, None, None]:
+    logger, drop = logging.getLogger("mlflow.models.model"), _DropServingInputCheck()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def pinned_requirements() -> list[str]:
