@@ -77,5 +77,6 @@ def test_mlflow_runs_basic_auth_and_every_client_signs_in(stack: dict[str, Any])
 
 def test_the_integrity_key_reaches_autoretrain_but_not_mlflow(stack: dict[str, Any]) -> None:
     key = _env(stack, "prediction")["AUTORETRAIN_INTEGRITY_KEY"]
-    assert key == "autoretrain_integrity_key-secret" and _env(stack, "airflow-worker")["AUTORETRAIN_INTEGRITY_KEY"] == key
+    assert key == "autoretrain_integrity_key-secret"
+    assert _env(stack, "airflow-worker")["AUTORETRAIN_INTEGRITY_KEY"] == key
     assert key not in _env(stack, "mlflow").values()
