@@ -13,6 +13,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     UV_NO_CACHE=1 \
     GIT_PYTHON_REFRESH=quiet \
     MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false \
+    MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false \
     AIRFLOW_HOME=/opt/airflow \
     AUTORETRAIN_HOME=/opt/autoretrain \
     AIRFLOW_CONFIG=/opt/autoretrain/airflow.cfg
@@ -26,7 +27,7 @@ RUN uv pip install --system -r /tmp/requirements.lock && rm /tmp/requirements.lo
 # AIRFLOW_HOME holds what the services write (logs, the simple auth manager's passwords, local state);
 # the project copy stays read-only.
 RUN useradd --uid 50000 --gid 0 --home-dir /home/airflow --create-home --shell /bin/bash airflow \
-    && mkdir -p /opt/airflow/logs /opt/airflow/auth /opt/airflow/state \
+    && mkdir -p /opt/airflow/logs /opt/airflow/auth /opt/airflow/state /opt/airflow/mlflow-auth \
     && chown -R 50000:0 /opt/airflow \
     && chmod -R g+rwX /opt/airflow
 

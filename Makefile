@@ -10,6 +10,8 @@ export AUTORETRAIN_HOME := $(ROOT)
 export AIRFLOW_HOME := $(ROOT)/.autoretrain/airflow
 export AIRFLOW_CONFIG := $(ROOT)/airflow.cfg
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+# no process of AutoRetrain unpickles a model: MLflow's own loaders refuse to (ADR 0007)
+export MLFLOW_ALLOW_PICKLE_DESERIALIZATION := false
 
 .PHONY: setup test test-unit lint demo up down status validate serve bench-training bench-serving bench-drift-quality bench-drift-speed bench-minimum-samples clean help
 

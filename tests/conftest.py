@@ -44,6 +44,7 @@ os.environ.update({
     "AUTORETRAIN_STATE_DIR": str(SESSION_TMP / "state"),  # never write into the checkout's .autoretrain
     "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",  # as in every deployed process (ADR 0007)
     # mlflow server otherwise starts a job runner and ~8 huey consumers (for its GenAI jobs), which
     # AutoRetrain never uses: on 2 cores they slowed every test that starts a server
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
@@ -59,6 +60,34 @@ def migrated(url: str) -> str:
     from autoretrain.db import migrate
 
     migrate.upgrade(url)
+    return url
+
+
+def share_model_records(url: str) -> str:
+    """Copy the ``model_artifacts`` rows of the session's database (where the tests register) into ``url``.
+
+    The prediction service reads a version's record from its own ``database_url``; in a deployment that
+    is the database training wrote to. A test that gives a service its own database shares the records.
+    """
+    import sqlalchemy as sa
+
+    from autoretrain.config import load_settings
+    from autoretrain.db.engine import database_url, make_engine
+    from autoretrain.db.schema import model_artifacts
+
+    source, target = make_engine(database_url(load_settings())), make_engine(url)
+    try:
+        with source.connect() as conn:
+            rows = [dict(r) for r in conn.execute(sa.select(model_artifacts)).mappings()]
+        with target.begin() as conn:
+            known = {(r.model_name, r.version) for r in conn.execute(
+                sa.select(model_artifacts.c.model_name, model_artifacts.c.version))}
+            missing = [r for r in rows if (r["model_name"], r["version"]) not in known]
+            if missing:
+                conn.execute(model_artifacts.insert(), missing)
+    finally:
+        source.dispose()
+        target.dispose()
     return url
 
 

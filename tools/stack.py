@@ -83,6 +83,7 @@ def stack_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         "AIRFLOW__API__HOST": HOST,
         "AIRFLOW__API__BASE_URL": AIRFLOW_URL + "/",  # alert links name the address the UI listens on
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",  # MLflow's loaders never unpickle here (ADR 0007)
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no job runner + huey consumers: unused, costly on 2 cores
         "PYTHONUNBUFFERED": "1",
         **(extra or {}),

@@ -26,7 +26,7 @@ ENV_PREFIX = "AUTORETRAIN_"
 CONFIG_ENV = "AUTORETRAIN_CONFIG"
 HOME_ENV = "AUTORETRAIN_HOME"
 #: settings that are secrets: never logged, printed or sent to MLflow (besides every name ending in SECRET_SUFFIXES)
-SECRET_FIELDS = ("api_token", "feedback_token", "admin_token", "routing_salt")
+SECRET_FIELDS = ("api_token", "feedback_token", "admin_token", "routing_salt", "integrity_key")
 #: a setting whose name ends like this is a secret too (``integrity_key``, ``admin_token``, ``routing_salt``...)
 SECRET_SUFFIXES = ("_token", "_key", "_secret", "_password", "_salt")
 #: what a masked value reads as
@@ -178,6 +178,10 @@ class Settings:
     admin_token: str = dataclasses.field(default="", repr=False)  # /admin/*, POST /drift/calculate
     drift_max_messages: int = 10_000  # per POST /drift/calculate; more: 413
     drift_max_concurrent: int = 1  # POST /drift/calculate running at once per process; more: 429
+
+    # ---- model integrity (ADR 0007)
+    #: HMAC key of the model_artifacts records; MLflow never sees it. Empty: the record alone is the authority
+    integrity_key: str = dataclasses.field(default="", repr=False)
 
     def __post_init__(self) -> None:
         for name in ("accuracy_min", "f1_min", "ece_max", "drift_threshold", "accuracy_floor",

@@ -1,8 +1,13 @@
 """The only door to the MLflow model registry: versions, aliases, and artifact integrity.
 
-Consumers load ``models:/<name>@champion``. Each registered version carries the SHA-256 of its
-model artifact (tag ``autoretrain.sha256``); every load recomputes and compares it, and a
-tampered artifact is refused with :class:`ModelIntegrityError`.
+Consumers load ``models:/<name>@champion``. At registration AutoRetrain vets a version (skops
+format, only the types of :data:`PROJECT_TRUSTED`) and records the SHA-256 of its artifact tree in
+its own database (``model_artifacts``, :mod:`autoretrain.audit.artifacts`, with an HMAC under
+``Settings.integrity_key`` when one is set); the ``autoretrain.sha256`` tag in MLflow is only a copy
+for people. Every load reads that record first, downloads into a temporary folder, recomputes the
+digest and loads the skops file itself with the project's trusted types (never the ones the
+artifact's ``MLmodel`` lists, never pickle). A version with no record, a digest or HMAC that does
+not match, or a non-skops artifact is refused with :class:`ModelIntegrityError` (ADR 0007).
 
 Every alias move goes through :func:`move_alias`, which records it in the append-only
 ``alias_audit`` table (:mod:`autoretrain.audit.aliases`) in the same transaction: the rows are written
@@ -15,13 +20,16 @@ restores it in one step.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import sys
 import tempfile
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +43,8 @@ from sqlalchemy.engine import Engine
 
 from autoretrain import lineage
 from autoretrain.audit import aliases as audit
+from autoretrain.audit import artifacts
+from autoretrain.config import Settings
 from autoretrain.errors import AutoRetrainError, TransientError
 from autoretrain.promotion.payloads import AliasChange, AliasMoveRecord
 from autoretrain.training.payloads import RegisteredVersion
@@ -44,6 +54,31 @@ log = logging.getLogger(__name__)
 CHAMPION: Final = "champion"
 CHALLENGER: Final = "challenger"
 PREVIOUS: Final = "previous"
+
+#: every type a pipeline of AutoRetrain's families holds (training.families: the classifiers, their
+#: sigmoid calibration; training.features: the TF-IDF ColumnTransformer). The only types a model file
+#: may contain: the list an artifact's own MLmodel gives is never read. A new family's classes go here
+#: (tests/unit/test_registry.py fits every family and checks it loads with this list alone).
+PROJECT_TRUSTED: Final = (
+    "builtins.dict", "builtins.list", "builtins.slice", "builtins.str", "builtins.tuple",
+    "numpy.float64", "numpy.ndarray",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.compose._column_transformer.ColumnTransformer",
+    "sklearn.feature_extraction.text.TfidfTransformer",
+    "sklearn.feature_extraction.text.TfidfVectorizer",
+    "sklearn.naive_bayes.MultinomialNB",
+    "sklearn.naive_bayes.ComplementNB",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.linear_model._stochastic_gradient.SGDClassifier",
+    "sklearn.linear_model._sgd_fast.ModifiedHuber",
+    "sklearn.svm._classes.LinearSVC",
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+)
+#: file suffixes of pickle-based formats: an artifact holding one is refused outright
+PICKLE_SUFFIXES: Final = (".pkl", ".pickle", ".joblib", ".cloudpickle", ".dill", ".pt", ".pth", ".sav")
+MLMODEL: Final = "MLmodel"
 
 
 class RegistryError(AutoRetrainError, RuntimeError):
@@ -55,7 +90,7 @@ class AliasMoveError(TransientError, RuntimeError):
 
 
 class ModelIntegrityError(AutoRetrainError, RuntimeError):
-    """A model artifact's SHA-256 does not match the one recorded at registration."""
+    """A model version AutoRetrain did not register and vet, or whose bytes changed since: never loaded."""
 
 
 @dataclass(frozen=True)
@@ -120,26 +155,40 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> ModelRef | Non
         raise
 
 
-def register_version(client: MlflowClient, *, name: str, model_uri: str, run_id: str,
-                     tags: dict[str, str] | None = None) -> ModelRef:
-    """Register ``model_uri`` under ``name`` with its SHA-256; reuse the version of ``run_id`` if any."""
+def register_version(client: MlflowClient, *, name: str, model_uri: str, run_id: str, engine: Engine,
+                     key: str = "", registered_by: str = "autoretrain", tags: dict[str, str] | None = None) -> ModelRef:
+    """Register ``model_uri`` under ``name``, vet it and record its digest; reuse the version of ``run_id`` if any.
+
+    Vetting: the downloaded tree is a skops model that loads with :data:`PROJECT_TRUSTED` alone.
+    Only then is the ``model_artifacts`` record written (the authority of every later load).
+    """
     existing = _version_of_run(client, name, run_id)
     if existing is not None and existing.sha256:
-        log.info("model %s version %s already registered for run %s", name, existing.version, run_id)
-        return existing
+        done = artifacts.find(engine, name, existing.version)
+        if done is not None:
+            log.info("model %s version %s already registered for run %s", name, existing.version, run_id)
+            return dataclasses.replace(existing, sha256=done.sha256)
     if existing is None:
         mv = mlflow.register_model(model_uri, name, tags=tags or {})
         version = str(mv.version)
-    else:  # registered, but a previous attempt died before tagging it
+    else:  # registered, but a previous attempt died before recording it
         version = existing.version
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="autoretrain-register-") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp)
         sha = tree_sha256(local)
-    client.set_model_version_tag(name, version, lineage.SHA256, sha)
-    for key, value in (tags or {}).items():
-        client.set_model_version_tag(name, version, key, str(value))
-    log.info("registered %s version %s (sha256 %s...) from %s", name, version, sha[:12], model_uri)
-    return get_version(client, name, version)
+        load_model_dir(local, what=f"{name} version {version}")  # vetting: refuses what a load would refuse
+    try:
+        artifacts.record(engine, model_name=name, version=version, run_id=run_id, sha256=sha, key=key,
+                         registered_by=registered_by)
+    except ValueError as err:
+        raise ModelIntegrityError(f"{name} version {version}: {err}; its artifact changed between two "
+                                  "registration attempts, refusing it") from err
+    client.set_model_version_tag(name, version, lineage.SHA256, sha)  # a copy for people; not the authority
+    for tag, value in (tags or {}).items():
+        client.set_model_version_tag(name, version, tag, str(value))
+    log.info("registered %s version %s (sha256 %s..., recorded in model_artifacts) from %s", name, version,
+             sha[:12], model_uri)
+    return dataclasses.replace(get_version(client, name, version), sha256=sha)
 
 
 def _version_of_run(client: MlflowClient, name: str, run_id: str) -> ModelRef | None:
@@ -300,21 +349,6 @@ def _as_move(records: Sequence[audit.AuditRecord], *, replayed: bool) -> AliasMo
     return AliasMove(move_id=records[0].move_id, name=records[0].model_name, changes=changes, replayed=replayed)
 
 
-def download_verified(client: MlflowClient, name: str, ref: str, dst: str | Path) -> tuple[Path, ModelRef]:
-    """Download version/alias ``ref`` into ``dst`` and check its SHA-256 against the registry."""
-    model = get_version(client, name, ref)
-    if not model.sha256:
-        raise ModelIntegrityError(f"{name} version {model.version} has no {lineage.SHA256} tag; it was not "
-                                  "registered through AutoRetrain, refusing to load it unverified")
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=str(dst)))
-    actual = tree_sha256(local)
-    if actual != model.sha256:
-        raise ModelIntegrityError(f"{name} version {model.version}: artifact SHA-256 {actual[:16]}... does "
-                                  f"not match the registered {model.sha256[:16]}...; the artifact was "
-                                  "modified after registration, refusing to load it")
-    return local, model
-
-
 def quiet_skops_import() -> None:
     """Import ``skops.io`` (MLflow's sklearn format) with its start-up module scan kept out of the log.
 
@@ -331,12 +365,143 @@ def quiet_skops_import() -> None:
         import skops.io  # noqa: F401
 
 
-def load_verified(client: MlflowClient, name: str, ref: str = CHAMPION) -> tuple[Any, ModelRef]:
-    """The fitted sklearn pipeline of version/alias ``ref``, after its SHA-256 check."""
-    import mlflow.sklearn
+def check_model_dir(local: str | Path, *, what: str) -> Path:
+    """The skops file of the MLflow model in ``local``; ModelIntegrityError for any other flavor or a pickle file.
 
+    ``MLmodel`` is read with ``yaml.safe_load`` (data only); nothing else in the folder is opened.
+    """
+    import yaml
+
+    root = Path(local)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.suffix.lower() in PICKLE_SUFFIXES or _looks_pickled(path):
+            raise ModelIntegrityError(f"{what}: {path.relative_to(root)} is a pickle file; AutoRetrain loads skops "
+                                      "models only, refusing it")
+    try:
+        spec = yaml.safe_load((root / MLMODEL).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ModelIntegrityError(f"{what}: no readable {MLMODEL} file ({err}); refusing it") from err
+    flavor = (spec.get("flavors") or {}).get("sklearn") if isinstance(spec, dict) else None
+    if not isinstance(flavor, dict) or flavor.get("serialization_format") != artifacts.SKOPS:
+        found = flavor.get("serialization_format") if isinstance(flavor, dict) else "no sklearn flavor"
+        raise ModelIntegrityError(f"{what}: serialization format {found!r}, not skops; AutoRetrain loads skops "
+                                  "models only, refusing it")
+    if flavor.get("code"):
+        raise ModelIntegrityError(f"{what}: the model ships code ({flavor['code']!r}); refusing it")
+    model_file = root / str(flavor.get("pickled_model", ""))
+    if model_file.suffix != ".skops" or not model_file.is_file() or root not in model_file.resolve().parents:
+        raise ModelIntegrityError(f"{what}: model file {flavor.get('pickled_model')!r} is not a .skops file in "
+                                  "the artifact; refusing it")
+    return model_file
+
+
+def _looks_pickled(path: Path) -> bool:
+    """A pickle stream of protocol 2-5 starts with PROTO (0x80) and the protocol number."""
+    with path.open("rb") as fh:
+        head = fh.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def skops_types(model_file: Path) -> set[str]:
+    """Every ``module.class`` named anywhere in the skops file's schema (read as JSON, nothing constructed)."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "__class__" in node:
+                found.add(f"{node.get('__module__')}.{node['__class__']}")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    with zipfile.ZipFile(model_file) as archive:
+        walk(json.loads(archive.read("schema.json")))
+    return found
+
+
+def load_model_dir(local: str | Path, *, what: str) -> Any:
+    """The fitted pipeline of the skops model in ``local``, holding only types of :data:`PROJECT_TRUSTED`."""
+    model_file = check_model_dir(local, what=what)
     quiet_skops_import()
+    import skops.io
 
+    try:
+        extra = sorted(skops_types(model_file) - set(PROJECT_TRUSTED))
+        if extra:
+            raise ModelIntegrityError(f"{what}: the model holds types outside AutoRetrain's trusted list "
+                                      f"(registry.PROJECT_TRUSTED): {', '.join(extra[:5])}; refusing it")
+        return skops.io.load(model_file, trusted=list(PROJECT_TRUSTED))
+    except ModelIntegrityError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a malformed or hostile file: one clear refusal, never a crash
+        raise ModelIntegrityError(f"{what}: {model_file.name} does not load as a trusted skops model "
+                                  f"({type(err).__name__}: {err}); refusing it") from err
+
+
+def verified_record(engine: Engine, name: str, version: str, *, key: str) -> artifacts.ArtifactRecord:
+    """The ``model_artifacts`` record of a version, checked under ``key``; ModelIntegrityError without one."""
+    record = artifacts.find(engine, name, version)
+    if record is None:
+        raise ModelIntegrityError(f"{name} version {version} was not registered by AutoRetrain (no model_artifacts "
+                                  "record); refusing to load it")
+    if not artifacts.signature_ok(record, key):
+        raise ModelIntegrityError(f"{name} version {version}: its model_artifacts record does not verify under "
+                                  "integrity_key (HMAC missing or wrong); refusing to load it")
+    return record
+
+
+def verify_tree(local: str | Path, record: artifacts.ArtifactRecord) -> None:
+    """ModelIntegrityError unless the tree in ``local`` has the digest AutoRetrain recorded."""
+    actual = tree_sha256(local)
+    if actual != record.sha256:
+        raise ModelIntegrityError(f"{record.model_name} version {record.version}: artifact SHA-256 {actual[:16]}... "
+                                  f"does not match the registered {record.sha256[:16]}...; the artifact was "
+                                  "modified after registration, refusing to load it")
+
+
+def download_verified(client: MlflowClient, name: str, ref: str, dst: str | Path, *, engine: Engine,
+                      key: str = "") -> tuple[Path, ModelRef]:
+    """Download version/alias ``ref`` into ``dst`` and check it against AutoRetrain's record of it.
+
+    The record is read before anything is downloaded; nothing in ``dst`` has been deserialized.
+    The returned ref carries the recorded digest (not the MLflow tag).
+    """
+    model = get_version(client, name, ref)
+    record = verified_record(engine, name, model.version, key=key)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=str(dst)))
+    verify_tree(local, record)
+    check_model_dir(local, what=f"{name} version {model.version}")
+    return local, dataclasses.replace(model, sha256=record.sha256)
+
+
+Keep = Callable[[Path, ModelRef], None]  # a verified folder, before its temporary copy is removed
+
+
+def load_verified(client: MlflowClient, name: str, ref: str = CHAMPION, *, engine: Engine, key: str = "",
+                  keep: Keep | None = None) -> tuple[Any, ModelRef]:
+    """The fitted sklearn pipeline of version/alias ``ref``, after its record, digest and format checks.
+
+    ``keep`` is called with the verified folder after a successful load (the serving's last-known-good copy).
+    """
     with tempfile.TemporaryDirectory(prefix="autoretrain-model-") as tmp:
-        local, model = download_verified(client, name, ref, tmp)
-        return mlflow.sklearn.load_model(str(local)), model
+        local, model = download_verified(client, name, ref, tmp, engine=engine, key=key)
+        pipeline = load_model_dir(local, what=f"{name} version {model.version}")
+        if keep is not None:
+            keep(local, model)
+        return pipeline, model
+
+
+def load_trusted(settings: Settings, client: MlflowClient, ref: str = CHAMPION, *,
+                 name: str | None = None) -> tuple[Any, ModelRef]:
+    """:func:`load_verified` against the database of ``settings`` (Airflow workers, the CLI)."""
+    with audit.engine_for(settings) as engine:
+        return load_verified(client, name or settings.model_name, ref, engine=engine, key=settings.integrity_key)
+
+
+def load_run_model(model_uri: str, *, what: str) -> Any:
+    """A model a training run just logged (``runs:/``, ``models:/m-...``; not registered yet), loaded as safely."""
+    with tempfile.TemporaryDirectory(prefix="autoretrain-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+        return load_model_dir(local, what=what)

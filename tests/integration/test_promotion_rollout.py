@@ -103,8 +103,10 @@ def register(settings: Settings, pipeline: Any, holdout: pd.DataFrame) -> regist
     with mlflow.start_run(experiment_id=experiment) as run:
         info = mlflow.sklearn.log_model(pipeline, name="model", pip_requirements=pinned_requirements(),
                                         skops_trusted_types=list(SKOPS_TRUSTED_TYPES))
-    return registry.register_version(client, name=settings.model_name, model_uri=info.model_uri,
-                                     run_id=run.info.run_id, tags={"autoretrain.parent_run_id": parent})
+    with audit.engine_for(settings) as engine:  # the model's record goes where the tasks read it
+        return registry.register_version(client, name=settings.model_name, model_uri=info.model_uri,
+                                         run_id=run.info.run_id, tags={"autoretrain.parent_run_id": parent},
+                                         engine=engine, key=settings.integrity_key)
 
 
 def aliases(settings: Settings) -> dict[str, str]:
@@ -384,7 +386,7 @@ def test_retrain_dag_promotes_on_drifted_traffic_and_rollback_restores_exactly(a
     assert "## Comparison\n\nNot compared" not in client.get_model_version(model_name, "1").description
 
     # 2. drift: a new spam campaign reaches users; the champion calls it ham; users report it
-    champion, _ = registry.load_verified(client, model_name, "champion")
+    champion, _ = registry.load_trusted(settings, client, "champion")
     traffic = referral_campaign(200, 100)
     proba = positive_proba(champion, pd.DataFrame({"text": [t for t, _ in traffic]}), "spam")
     assert (proba[:200] >= 0.5).mean() < 0.05  # the champion misses the campaign
@@ -438,7 +440,7 @@ def test_retrain_dag_promotes_on_drifted_traffic_and_rollback_restores_exactly(a
     rolled = dag_from_bag("rollback").test(run_conf={"reason": "complaints after the release"})
     assert rolled.state == "success", task_states(rolled)
     assert aliases(settings) == {"champion": "1"}
-    restored, ref = registry.load_verified(client, model_name, "champion")
+    restored, ref = registry.load_trusted(settings, client, "champion")
     assert (ref.version, ref.sha256) == ("1", v1.sha256)
     texts = pd.DataFrame({"text": [t for t, _ in traffic[:50]]})
     assert np.array_equal(restored.predict_proba(texts), champion.predict_proba(texts))

@@ -12,6 +12,7 @@ from sklearn.naive_bayes import ComplementNB
 
 from autoretrain import lineage, registry, tracking
 from autoretrain.config import load_settings
+from autoretrain.db.engine import database_url, make_engine
 from autoretrain.training.families import build_pipeline
 from autoretrain.training.steps import (
     SKOPS_TRUSTED_TYPES,
@@ -35,6 +36,14 @@ def settings(mlflow_server, model_name, monkeypatch):
                                            "cv_folds": 2})
 
 
+@pytest.fixture
+def engine(settings):
+    """AutoRetrain's database (the session's, migrated): where registration records each version."""
+    engine = make_engine(database_url(settings))
+    yield engine
+    engine.dispose()
+
+
 def _logged_model(settings) -> tuple[str, str]:
     """Fit a tiny pipeline and log it: (run_id, model_uri)."""
     client = tracking.client_for(settings)
@@ -46,39 +55,39 @@ def _logged_model(settings) -> tuple[str, str]:
     return run.info.run_id, info.model_uri
 
 
-def test_register_is_idempotent_and_load_is_verified(settings):
+def test_register_is_idempotent_and_load_is_verified(settings, engine):
     client = tracking.client_for(settings)
     run_id, uri = _logged_model(settings)
-    first = registry.register_version(client, name=settings.model_name, model_uri=uri, run_id=run_id)
-    again = registry.register_version(client, name=settings.model_name, model_uri=uri, run_id=run_id)
+    first = registry.register_version(client, name=settings.model_name, model_uri=uri, run_id=run_id, engine=engine)
+    again = registry.register_version(client, name=settings.model_name, model_uri=uri, run_id=run_id, engine=engine)
     assert first.version == again.version == "1"
     assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == 1
     assert first.sha256 and len(first.sha256) == 64
     registry.set_alias(client, settings.model_name, registry.CHAMPION, first.version)
-    model, ref = registry.load_verified(client, settings.model_name, registry.CHAMPION)
+    model, ref = registry.load_verified(client, settings.model_name, registry.CHAMPION, engine=engine)
     assert ref.version == "1" and ref.sha256 == first.sha256
     assert list(model.predict(pd.DataFrame({"text": ["free prize", "lunch later"]}))) == ["spam", "ham"]
 
 
-def test_tampered_artifact_is_refused(settings, mlflow_server):
+def test_tampered_artifact_is_refused(settings, mlflow_server, engine):
     client = tracking.client_for(settings)
     run_id, uri = _logged_model(settings)
-    ref = registry.register_version(client, name=settings.model_name, model_uri=uri, run_id=run_id)
+    ref = registry.register_version(client, name=settings.model_name, model_uri=uri, run_id=run_id, engine=engine)
     model_id = uri.removeprefix("models:/")
     stored = [p for p in mlflow_server.artifacts.rglob("model.skops") if model_id in p.as_posix()]
     assert len(stored) == 1, stored
     with stored[0].open("ab") as fh:
         fh.write(b"tampered")
     with pytest.raises(registry.ModelIntegrityError, match=f"version {ref.version}.*does not match"):
-        registry.load_verified(client, settings.model_name, ref.version)
+        registry.load_verified(client, settings.model_name, ref.version, engine=engine)
 
 
-def test_version_without_hash_is_refused(settings):
+def test_version_without_record_is_refused(settings, engine):
     client = tracking.client_for(settings)
     _, uri = _logged_model(settings)
-    mv = mlflow.register_model(uri, settings.model_name)  # bypasses the facade: no SHA-256 tag
-    with pytest.raises(registry.ModelIntegrityError, match="no autoretrain.sha256 tag"):
-        registry.load_verified(client, settings.model_name, str(mv.version))
+    mv = mlflow.register_model(uri, settings.model_name)  # bypasses the facade: no model_artifacts record
+    with pytest.raises(registry.ModelIntegrityError, match="was not registered by AutoRetrain"):
+        registry.load_verified(client, settings.model_name, str(mv.version), engine=engine)
 
 
 def test_unknown_alias_is_a_clear_error(settings):

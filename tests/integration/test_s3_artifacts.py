@@ -28,6 +28,7 @@ import pandas as pd
 import pytest
 
 from autoretrain import lineage, registry, tracking
+from autoretrain.audit import aliases as audit
 from autoretrain.config import Settings, load_settings
 from autoretrain.data.sources import frame_digest
 from autoretrain.training.steps import RunKey, run_training
@@ -126,7 +127,7 @@ def downloaded(client: Any, name: str, version: str) -> dict[str, bytes]:
     return files
 
 
-def tamper_and_expect_refusal(client: Any, bucket: Bucket, key: str, *, name: str, version: str,
+def tamper_and_expect_refusal(client: Any, bucket: Bucket, key: str, *, name: str, version: str, engine: Any,
                               refs: tuple[str, ...] = ()) -> None:
     """Flip one byte of the S3 object ``key`` (same size): ``load_verified`` refuses ``version`` and ``refs``.
 
@@ -139,10 +140,10 @@ def tamper_and_expect_refusal(client: Any, bucket: Bucket, key: str, *, name: st
     for ref in (version, *refs):
         with pytest.raises(registry.ModelIntegrityError, match=rf"^{name} version {version}: artifact SHA-256 "
                                                                r"\w+\.\.\. does not match the registered"):
-            registry.load_verified(client, name, ref)
+            registry.load_verified(client, name, ref, engine=engine)
     bucket.client.put_object(Bucket=bucket.name, Key=key, Body=original)
     with tempfile.TemporaryDirectory() as tmp:
-        assert registry.download_verified(client, name, version, tmp)[1].version == version
+        assert registry.download_verified(client, name, version, tmp, engine=engine)[1].version == version
 
 
 # ------------------------------------------------------------------------------------- proxied
@@ -169,12 +170,14 @@ def test_proxied_model_and_training_data_are_objects_in_the_bucket(trained, buck
 def test_proxied_load_is_verified_and_a_tampered_object_is_refused(trained, bucket, no_client_s3):
     settings, result = trained
     client, name = tracking.client_for(settings), settings.model_name
-    model, ref = registry.load_verified(client, name, registry.CHAMPION)
+    model, ref = registry.load_trusted(settings, client, registry.CHAMPION)
     assert (ref.version, ref.sha256) == ("1", result["registered"]["sha256"])
     assert list(model.predict(MESSAGES)) == ["spam", "ham"]
 
     skops = bucket.model_objects("mlflow/", ref.source)["model.skops"]
-    tamper_and_expect_refusal(client, bucket, skops, name=name, version="1", refs=(registry.CHAMPION,))
+    with audit.engine_for(settings) as engine:
+        tamper_and_expect_refusal(client, bucket, skops, name=name, version="1", engine=engine,
+                                  refs=(registry.CHAMPION,))
     assert registry.alias_version(client, name, registry.CHAMPION).version == "1"
     assert registry.alias_version(client, name, registry.PREVIOUS) is None
 
@@ -200,11 +203,14 @@ def test_direct_s3_artifacts_written_by_the_client_are_verified(s3_mlflow, bucke
         info = mlflow.sklearn.log_model(pipe, name="model", pip_requirements=pinned_requirements(),
                                         skops_trusted_types=list(SKOPS_TRUSTED_TYPES))
     assert run.info.artifact_uri == f"s3://{bucket.name}/direct/{run.info.run_id}/artifacts"
-    ref = registry.register_version(client, name=model_name, model_uri=info.model_uri, run_id=run.info.run_id)
+    with audit.engine_for(settings) as engine:
+        ref = registry.register_version(client, name=model_name, model_uri=info.model_uri, run_id=run.info.run_id,
+                                        engine=engine)
 
-    objects = bucket.model_objects("direct/", info.model_uri)
-    assert set(objects) == MODEL_FILES - {"input_example.json", "serving_input_example.json"}
-    model, loaded = registry.load_verified(client, model_name, "1")
-    assert (loaded.version, loaded.sha256) == ("1", ref.sha256)
-    assert list(model.predict(pd.DataFrame({"text": ["free prize", "lunch later"]}))) == ["spam", "ham"]
-    tamper_and_expect_refusal(client, bucket, objects["model.skops"], name=model_name, version="1")
+        objects = bucket.model_objects("direct/", info.model_uri)
+        assert set(objects) == MODEL_FILES - {"input_example.json", "serving_input_example.json"}
+        model, loaded = registry.load_verified(client, model_name, "1", engine=engine)
+        assert (loaded.version, loaded.sha256) == ("1", ref.sha256)
+        assert list(model.predict(pd.DataFrame({"text": ["free prize", "lunch later"]}))) == ["spam", "ham"]
+        tamper_and_expect_refusal(client, bucket, objects["model.skops"], name=model_name, version="1",
+                                  engine=engine)

@@ -29,13 +29,13 @@ from sklearn.naive_bayes import ComplementNB
 from autoretrain import registry, tracking
 from autoretrain.config import Settings, load_settings
 from autoretrain.data.sources import read_dataset
-from autoretrain.db.engine import make_engine
+from autoretrain.db.engine import database_url, make_engine
 from autoretrain.db.schema import predictions
 from autoretrain.serving import prediction_log
 from autoretrain.serving.routing import RoutingConfig, choose
 from autoretrain.training.families import build_pipeline, get_family
 from autoretrain.training.steps import SKOPS_TRUSTED_TYPES, pinned_requirements
-from tests.conftest import SESSION_TMP, free_port, migrated, wait_http
+from tests.conftest import SESSION_TMP, free_port, migrated, share_model_records, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,12 @@ def _register(settings: Settings, client: Any, pipeline: Any, name: str) -> regi
     with mlflow.start_run(experiment_id=experiment) as run:
         info = mlflow.sklearn.log_model(pipeline, name="model", pip_requirements=pinned_requirements(),
                                         skops_trusted_types=list(SKOPS_TRUSTED_TYPES))
-    return registry.register_version(client, name=name, model_uri=info.model_uri, run_id=run.info.run_id)
+    engine = make_engine(database_url(settings))  # the session's database: share_model_records copies from it
+    try:
+        return registry.register_version(client, name=name, model_uri=info.model_uri, run_id=run.info.run_id,
+                                         engine=engine)
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +132,7 @@ def start_service(mlflow_server) -> Iterator[Callable[..., list[Service]]]:
                 proc = subprocess.Popen([sys.executable, "-m", "autoretrain.serving", "--host", "127.0.0.1",
                                          "--port", str(port)], env=full_env, stdout=fh, stderr=subprocess.STDOUT)
             url = f"http://127.0.0.1:{port}"
+            share_model_records(env["database_url"])  # the versions the tests registered, as training would
             services.append(Service(proc=proc, url=url, log=log, db_url=env["database_url"],
                                     http=httpx.Client(base_url=url, timeout=30)))
             started.append(services[-1])
@@ -261,8 +267,13 @@ def test_alias_move_is_picked_up_and_a_tampered_artifact_is_refused(models, star
     assert tampered.version == "3"
     mlmodel = _artifact_dir(mlflow_server.artifacts, tampered) / "MLmodel"
     mlmodel.write_text(mlmodel.read_text() + "\n# edited after registration\n")  # still loadable YAML
+    share_model_records(service.db_url)
     with pytest.raises(registry.ModelIntegrityError, match="does not match the registered"):
-        registry.load_verified(client, name, "3")
+        engine = make_engine(service.db_url)
+        try:
+            registry.load_verified(client, name, "3", engine=engine)
+        finally:
+            engine.dispose()
     registry.set_alias(client, name, "champion", "3")
 
     failures = _eventually(lambda: service.get("/models/current").json()["recent_failures"],
@@ -270,10 +281,10 @@ def test_alias_move_is_picked_up_and_a_tampered_artifact_is_refused(models, star
     assert [(f["alias"], f["version"]) for f in failures] == [("champion", "3")]
     assert "ModelIntegrityError" in failures[0]["error"] and "SHA-256" in failures[0]["error"]
     assert {service.post("/predict", {"message": "hi"}).json()["model_version"] for _ in range(20)} == {"2"}
-    assert service.metric("autoretrain_model_reloads_total", alias="champion", outcome="failure") == 1.0
+    assert service.metric("autoretrain_model_reloads_total", alias="champion", outcome="refused") == 1.0
     assert service.get("/models/current").json()["variants"]["champion"]["version"] == "2"
     assert service.get("/ready").status_code == 200 and service.proc.pid == pid and service.proc.poll() is None
-    assert "could not load " + name + " version 3 for alias champion" in service.log.read_text()
+    assert "REFUSED " + name + " version 3 for alias champion" in service.log.read_text()
 
 
 # ------------------------------------------------------------------------------------ shutdown

@@ -30,7 +30,7 @@ def test_first_run_makes_a_verified_champion_second_a_challenger(airflow_db, env
     assert states["alias"] == "success" and states["gate_failed"] == "skipped"
     assert states["train[0]"] == states["train[1]"] == "success"
 
-    model, ref = registry.load_verified(client, settings.model_name, "champion")
+    model, ref = registry.load_trusted(settings, client, "champion")
     assert ref.version == "1" and ref.aliases == ("champion",)
     tags = ref.tags
     assert float(tags["holdout_accuracy"]) >= settings.accuracy_min

@@ -248,6 +248,22 @@ def gate_failure_alert(*, model_name: str, version: str | int, reasons: Sequence
                   dedup_key=f"gate_failed:{model_name}:{version}", airflow_url=airflow_url, mlflow_url=mlflow_url)
 
 
+def integrity_alert(*, model_name: str, version: str | int, alias: str, reason: str,
+                    serving_version: str | int | None, where: str = "the prediction service",
+                    airflow_url: str | None = None, mlflow_url: str | None = None) -> Alert:
+    """A model version that AutoRetrain did not register and vet (or whose bytes changed) was refused."""
+    body = [f"`{alias}` points at version {version}, which {where} refused to load:",
+            f"Reason: {_clip(redact(reason), 300)}"]
+    kept = (f"version {serving_version} keeps serving" if serving_version is not None
+            else "nothing serves for this alias until a vetted version is loaded")
+    return _alert("model_integrity", "critical", f"{model_name} version {version} refused: not vetted by AutoRetrain",
+                  body, done=f"nothing of version {version} was deserialized; {kept}; it is not retried",
+                  todo="find out who moved the alias or changed the artifact in MLflow (its audit log, the "
+                       "alias_audit table), move it back with `autoretrain rollback`, then POST /admin/reload",
+                  dedup_key=f"model_integrity:{model_name}:{version}", airflow_url=airflow_url,
+                  mlflow_url=mlflow_url)
+
+
 BUILDERS: dict[str, Callable[..., Alert]] = {
     "task_failure": task_failure_alert,
     "validation_failed": validation_failure_alert,
@@ -257,6 +273,7 @@ BUILDERS: dict[str, Callable[..., Alert]] = {
     "rejection": rejection_alert,
     "rollback": rollback_alert,
     "gate_failed": gate_failure_alert,
+    "model_integrity": integrity_alert,
 }
 
 

@@ -104,7 +104,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
         model = None
         if args.model:
             name, _, ref = args.model.removeprefix("models:/").replace("@", "/").partition("/")
-            model, _ = registry.load_verified(tracking.client_for(settings), name, ref or registry.CHAMPION)
+            model, _ = registry.load_trusted(settings, tracking.client_for(settings), ref or registry.CHAMPION,
+                                             name=name)
         ref_texts = (_messages(read_bytes(args.reference, policy=policy).decode("utf-8", errors="replace"),
                                settings.labels)[0]
                      if args.reference else None)

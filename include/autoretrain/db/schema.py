@@ -145,6 +145,22 @@ drift_windows = sa.Table(
 )
 
 
+# ------------------------------------------------------------------------------ model integrity
+#: revision 0003: what AutoRetrain registered and vetted. The authority on a model version's bytes
+#: (not the MLflow tag): a version without a row here never loads (see autoretrain.audit.artifacts)
+model_artifacts = sa.Table(
+    "model_artifacts", metadata,
+    sa.Column("model_name", sa.String(256), primary_key=True),
+    sa.Column("version", sa.String(32), primary_key=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),  # registry.tree_sha256 of the version's artifact
+    sa.Column("hmac", sa.String(64), nullable=False),  # HMAC-SHA256(integrity_key, name|version|sha256); "" unkeyed
+    sa.Column("format", sa.String(16), nullable=False),  # skops
+    sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("registered_by", sa.String(250), nullable=False),
+)
+
+
 def owns_table(name: str) -> bool:
     """True for AutoRetrain's tables (the same database may hold MLflow's or Airflow's too)."""
     return name in metadata.tables

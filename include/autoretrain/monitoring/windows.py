@@ -87,7 +87,7 @@ def load_champion(settings: Settings, client: Any) -> Champion:
     from autoretrain.monitoring.reference import build_reference
     from autoretrain.training.families import positive_proba
 
-    model, ref = registry.load_verified(client, settings.model_name, registry.CHAMPION)
+    model, ref = registry.load_trusted(settings, client, registry.CHAMPION)  # AutoRetrain's record, not MLflow's tag
     parent = ref.tags.get(lineage.PARENT_RUN_ID)
     if not parent:
         raise registry.RegistryError(f"{settings.model_name} version {ref.version} has no "

@@ -52,7 +52,7 @@ def compare_challenger(settings: Settings, *, parent_run_id: str, registered: Re
         if champion_ref.version == version:
             proba = scores["proba"].to_numpy()
         else:
-            model, _ = registry.load_verified(client, name, champion_ref.version)
+            model, _ = registry.load_trusted(settings, client, champion_ref.version, name=name)
             proba = positive_proba(model, scores, settings.positive_label)
         champion = Scores(champion_ref.version, labels, proba)
     decision = decide_promotion(champion, Scores(version, labels, scores["proba"].to_numpy()),
@@ -145,7 +145,7 @@ def _replay(settings: Settings, version: str, rows: Sequence[Mapping[str, Any]])
     from autoretrain.training.families import positive_proba
     from autoretrain.training.steps import as_frame
 
-    model, _ = registry.load_verified(tracking.client_for(settings), settings.model_name, version)
+    model, _ = registry.load_trusted(settings, tracking.client_for(settings), version)
     proba = positive_proba(model, as_frame([r["text"] for r in rows]), settings.positive_label)
     return {r["request_id"]: settings.positive_label if p >= settings.decision_threshold else settings.negative_label
             for r, p in zip(rows, proba, strict=True)}

@@ -37,6 +37,7 @@ from autoretrain.db.migrate import check_schema
 from autoretrain.errors import TransientError
 from autoretrain.serving import access, log_alerts, log_writer, prediction_log, schemas
 from autoretrain.serving.fastlane import PredictFastLane
+from autoretrain.serving.integrity import LastKnownGood, alert_refusal
 from autoretrain.serving.manager import Loader, Lookup, ModelManager
 from autoretrain.serving.routing import RoutingConfig, RoutingError, from_settings
 from autoretrain.serving.service import Answer, NotReady, PredictionService, ShadowJob
@@ -78,12 +79,14 @@ def _body_model(model: type[Any]) -> Callable[[Endpoint], Endpoint]:
     return use
 
 
-def registry_access(settings: Settings) -> tuple[Lookup, Loader]:
-    """Alias lookup and verified loading through the registry facade."""
+def registry_access(settings: Settings, engine: sa.Engine,
+                    keep: registry.Keep | None = None) -> tuple[Lookup, Loader]:
+    """Alias lookup, and loading verified against AutoRetrain's record in ``engine`` (``keep``: each verified copy)."""
     client = tracking.client_for(settings)
     name = settings.model_name
     return (lambda alias: registry.alias_version(client, name, alias),
-            lambda ref: registry.load_verified(client, name, ref.version)[0])
+            lambda ref: registry.load_verified(client, name, ref.version, engine=engine, key=settings.integrity_key,
+                                               keep=keep)[0])
 
 
 def routing_source(engine: sa.Engine, settings: Settings) -> RoutingConfig:
@@ -141,11 +144,15 @@ def create_app(settings: Settings, *, lookup: Lookup | None = None, loader: Load
                                                     spool=str(log_spool),
                                                     cooldown_minutes=settings.alert_cooldown_minutes))
     metrics = ServingMetrics(writer.stats)
+    last_good = None  # the last-known-good copy: only of what this service loaded from the registry itself
     if lookup is None or loader is None:
-        lookup, loader = registry_access(settings)
+        last_good = LastKnownGood.for_settings(settings, engine)
+        lookup, loader = registry_access(settings, engine, keep=last_good.stash)
     manager = ModelManager(lookup=lookup, loader=loader, routing=lambda: routing_source(engine, settings),
                            metrics=metrics, positive_label=settings.positive_label,
-                           interval=settings.reload_interval_seconds)
+                           interval=settings.reload_interval_seconds, last_good=last_good,
+                           on_refused=lambda alias, ref, err, serving: alert_refusal(
+                               settings, engine, alias=alias, ref=ref, error=err, serving=serving))
     service = PredictionService(settings, manager=manager, writer=writer, metrics=metrics)
 
     @asynccontextmanager
@@ -334,8 +341,8 @@ def _add_token_routes(app: FastAPI, settings: Settings, service: PredictionServi
 
     @app.post("/admin/reload", response_model=schemas.ModelsResponse, tags=["admin"], **guarded)
     def reload() -> dict[str, Any]:
-        """Poll the registry now instead of waiting for the next interval."""
-        service.manager.refresh()
+        """Poll the registry now instead of waiting for the next interval; refused versions are verified again."""
+        service.manager.refresh(retry_refused=True)
         return _models_payload(service)
 
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import metadata
@@ -69,6 +70,8 @@ log = logging.getLogger(__name__)
 #: packages a served model needs, pinned to what trained it (explicit: MLflow's inference costs ~5 s)
 MODEL_REQUIREMENTS = ("mlflow", "scikit-learn", "numpy", "scipy", "pandas", "skops")
 #: MLflow saves sklearn models with skops (no arbitrary pickle); these sklearn-internal types are safe
+#: what the MLmodel of a logged model lists for MLflow's own loader (other tools); AutoRetrain never reads
+#: it back: its loads use registry.PROJECT_TRUSTED
 SKOPS_TRUSTED_TYPES = ("sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration")
 #: checks on labelled traffic before it joins training; repeats are de-duplicated, not rejected
 FEEDBACK_GATE = (check_schema, check_empty_texts, check_pii)
@@ -225,10 +228,11 @@ def train_family(settings: Settings, *, parent_run_id: str, family: str) -> Fami
         mlflow.log_metrics({f"cv_{k}": float(v) for k, v in result.cv_metrics.items()})
         mlflow.log_metric("fit_seconds", result.fit_seconds)
         registry.quiet_skops_import()
-        info = mlflow.sklearn.log_model(
-            result.pipeline, name="model", input_example=example,
-            signature=infer_signature(example, result.pipeline.predict(example)),
-            pip_requirements=pinned_requirements(), skops_trusted_types=list(SKOPS_TRUSTED_TYPES))
+        with _no_serving_input_check_warning():
+            info = mlflow.sklearn.log_model(
+                result.pipeline, name="model", input_example=example,
+                signature=infer_signature(example, result.pipeline.predict(example)),
+                pip_requirements=pinned_requirements(), skops_trusted_types=list(SKOPS_TRUSTED_TYPES))
         mlflow.set_tag(lineage.MODEL_URI, info.model_uri)
     return _family_summary(client.get_run(run_id))
 
@@ -260,8 +264,8 @@ def evaluate_model(settings: Settings, *, parent_run_id: str, selected: Selected
     """Hold-out metrics and plots of the selected model, logged to its run and the parent run."""
     client, _ = _client(settings)
     test = tracking.load_frame(client, parent_run_id, lineage.FRAME_TEST)
-    registry.quiet_skops_import()
-    model = mlflow.sklearn.load_model(selected["model_uri"])
+    model = registry.load_run_model(selected["model_uri"], what=f"the {selected['family']} model of run "
+                                    f"{selected['run_id']}")
     proba = positive_proba(model, test, settings.positive_label)
     metrics = compute_metrics(test["label"], proba, positive_label=settings.positive_label,
                               threshold=settings.decision_threshold)
@@ -296,8 +300,12 @@ def register_model(settings: Settings, *, parent_run_id: str, selected: Selected
             lineage.AIRFLOW_DAG_ID: parent_tags.get(lineage.AIRFLOW_DAG_ID, ""),
             lineage.AIRFLOW_RUN_ID: parent_tags.get(lineage.AIRFLOW_RUN_ID, ""),
             **{f"holdout_{k}": f"{metrics[k]:.6f}" for k in ("accuracy", "f1", "mcc", "ece", "fpr")}}
-    ref = registry.register_version(client, name=settings.model_name, model_uri=selected["model_uri"],
-                                    run_id=selected["run_id"], tags=tags)
+    with aliases.engine_for(settings) as engine:
+        ref = registry.register_version(client, name=settings.model_name, model_uri=selected["model_uri"],
+                                        run_id=selected["run_id"], tags=tags, engine=engine,
+                                        key=settings.integrity_key,
+                                        registered_by=f"{tags[lineage.AIRFLOW_DAG_ID] or 'cli'}/"
+                                                      f"{tags[lineage.AIRFLOW_RUN_ID] or parent_run_id}")
     from autoretrain.training import model_card
 
     model_card.publish(settings, client, registered=ref.as_dict(), parent_run_id=parent_run_id, metrics=metrics)
@@ -342,6 +350,25 @@ def assign_alias(settings: Settings, *, registered: RegisteredVersion, promote: 
                             run_id=run_id, action="assign", previous="keep",
                             metrics={k: tags[k] for k in sorted(tags) if k.startswith("holdout_")})
     return {"alias": alias, "version": version, "reason": reason}
+
+
+class _DropServingInputCheck(logging.Filter):
+    """MLflow's serving-input check of ``log_model`` loads the model through ``mlflow.sklearn``, which every
+    AutoRetrain process refuses (``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``, ADR 0007): its warning says
+    nothing about the model. Registration vets the model with the project's own loader instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to validate serving input example")
+
+
+@contextmanager
+def _no_serving_input_check_warning() -> Generator[None, None, None]:
+    logger, drop = logging.getLogger("mlflow.models.model"), _DropServingInputCheck()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def pinned_requirements() -> list[str]:

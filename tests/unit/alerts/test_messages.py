@@ -145,6 +145,8 @@ SAMPLE_FIELDS = {  # one realistic set of fields per kind: every alert kind is r
     "rollback": {"model_name": "m", "from_version": 2, "to_version": 1, "reason": "canary error rate 0.0512345",
                  "run_id": "r"},
     "gate_failed": {"model_name": "m", "version": 2, "run_id": "r", "reasons": ["ece 0.0612345678 > 0.05 FAIL"]},
+    "model_integrity": {"model_name": "m", "version": 7, "alias": "champion", "serving_version": 6,
+                        "reason": "m version 7 was not registered by AutoRetrain (no model_artifacts record)"},
 }
 
 
@@ -158,6 +160,13 @@ def test_every_alert_kind_reads_well_in_slack(kind):
     assert "[PHONE]" not in alert.text and "[CARD]" not in alert.text  # figures are never taken for personal data
     assert "{" not in alert.text  # no raw Python dicts
     assert len(alert.text) <= MAX_TEXT_CHARS
+
+
+def test_integrity_alert_is_critical_and_says_what_serves():
+    alert = build_alert("model_integrity", **SAMPLE_FIELDS["model_integrity"])
+    assert (alert.kind, alert.severity, alert.dedup_key) == ("model_integrity", "critical", "model_integrity:m:7")
+    assert "version 6 keeps serving" in alert.text and "not retried" in alert.text
+    assert "no model_artifacts record" in alert.text
 
 
 def test_build_alert_by_kind_and_limits():

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from autoretrain.alerts.store import AlertStore
 from autoretrain.config import Settings
 from autoretrain.data.sources import read_dataset
 from autoretrain.db.schema import predictions
@@ -38,7 +39,8 @@ class FakeRegistry:
     """Aliases -> versions -> fitted pipelines; versions in ``broken`` fail verification."""
 
     def __init__(self, pipelines: dict[str, Any], aliases: dict[str, str]) -> None:
-        self.pipelines, self.aliases, self.broken = pipelines, dict(aliases), set()
+        self.pipelines, self.aliases, self.broken, self.failing = pipelines, dict(aliases), set(), set()
+        self.loads: list[str] = []
 
     def lookup(self, alias: str) -> ModelRef | None:
         version = self.aliases.get(alias)
@@ -49,6 +51,9 @@ class FakeRegistry:
                         tags={"holdout_f1": "0.95", "autoretrain.family": "complement_nb", "note": "x"})
 
     def load(self, ref: ModelRef) -> Any:
+        self.loads.append(ref.version)
+        if ref.version in self.failing:
+            raise OSError(f"artifact store unreachable for version {ref.version}")
         if ref.version in self.broken:
             raise ModelIntegrityError(f"sms version {ref.version}: artifact SHA-256 abc... does not match")
         return self.pipelines[ref.version]
@@ -230,24 +235,45 @@ def test_not_ready_until_a_champion_exists(make_client):
     assert client.get("/ready").json() == {"status": "ready", "versions": {"champion": "1"}}
 
 
-def test_a_version_that_fails_verification_is_refused_and_the_old_one_serves(make_client):
+def test_a_version_that_fails_verification_is_refused_once_alerted_and_the_old_one_serves(make_client):
     client, fake = make_client()
+    manager = client.app.state.service.manager
     fake.broken.add("2")
     fake.aliases["champion"] = "2"
     client.post("/admin/reload", headers=AUTH)
     assert client.post("/predict", json={"message": "hi"}).json()["model_version"] == "1"
-    assert _metric(client, "autoretrain_model_reloads_total", alias="champion", outcome="failure") == 1.0
+    assert _metric(client, "autoretrain_model_reloads_total", alias="champion", outcome="refused") == 1.0
     assert _metric(client, "autoretrain_model_reloads_total", alias="champion", outcome="success") == 1.0
     failure = client.get("/models/current").json()["recent_failures"]
-    assert [(f["alias"], f["version"], f["retry_in_seconds"]) for f in failure] == [("champion", "2", 30.0)]
+    assert [(f["alias"], f["version"], f["retry_in_seconds"]) for f in failure] == [("champion", "2", None)]
     assert failure[0]["error"].startswith("ModelIntegrityError: sms version 2: artifact SHA-256")
-    client.post("/admin/reload", headers=AUTH)  # inside the backoff: not retried, not counted again
-    assert _metric(client, "autoretrain_model_reloads_total", alias="champion", outcome="failure") == 1.0
+    for _ in range(5):  # the poller never tries a refused version again (no log flood, no repeated alert)
+        manager.refresh()
+    assert fake.loads.count("2") == 1
+    alerts = AlertStore(client.app.state.engine.url.render_as_string(hide_password=False)).records()
+    assert [(a.kind, a.severity, a.status, a.dedup_key) for a in alerts] == [
+        ("model_integrity", "critical", "logged", "model_integrity:sms:2")]
+    assert "version 1 keeps serving" in alerts[0].message
+    client.post("/admin/reload", headers=AUTH)  # an operator asks: verified again (and refused again)
+    assert fake.loads.count("2") == 2
     fake.aliases["champion"] = "3"  # a good version is picked up
     client.post("/admin/reload", headers=AUTH)
     assert client.post("/predict", json={"message": "hi"}).json()["model_version"] == "3"
     assert _metric(client, "autoretrain_model_info", alias="champion", version="3") == 1.0
     assert _metric(client, "autoretrain_model_info", alias="champion", version="1") is None
+
+
+def test_a_version_that_fails_to_load_is_retried_with_a_backoff(make_client):
+    client, fake = make_client()
+    fake.failing.add("2")
+    fake.aliases["champion"] = "2"
+    client.post("/admin/reload", headers=AUTH)
+    assert client.post("/predict", json={"message": "hi"}).json()["model_version"] == "1"
+    assert _metric(client, "autoretrain_model_reloads_total", alias="champion", outcome="failure") == 1.0
+    failure = client.get("/models/current").json()["recent_failures"]
+    assert [(f["alias"], f["version"], f["retry_in_seconds"]) for f in failure] == [("champion", "2", 30.0)]
+    client.post("/admin/reload", headers=AUTH)  # inside the backoff: not retried, not counted again
+    assert _metric(client, "autoretrain_model_reloads_total", alias="champion", outcome="failure") == 1.0
 
 
 def test_models_current_describes_what_serves(make_client):
