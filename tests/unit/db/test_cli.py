@@ -36,25 +36,27 @@ def test_upgrade_current_downgrade_history(url) -> None:
         assert "Traceback" not in done.stderr, done.stderr
         return done.returncode, done.stdout
 
-    assert db("current") == (1, f"{url}: none (this code needs 0002: run `autoretrain db upgrade`)\n")
+    assert db("current") == (1, f"{url}: none (this code needs 0004: run `autoretrain db upgrade`)\n")
     assert db("upgrade", "0001") == (0, f"{url}: none -> 0001\n")
-    assert db("current") == (1, f"{url}: 0001 (this code needs 0002: run `autoretrain db upgrade`)\n")
-    assert db("upgrade") == (0, f"{url}: 0001 -> 0002\n")
-    assert db("upgrade") == (0, f"{url}: already at 0002\n")
-    assert db("current") == (0, f"{url}: 0002 (head)\n")
+    assert db("current") == (1, f"{url}: 0001 (this code needs 0004: run `autoretrain db upgrade`)\n")
+    assert db("upgrade") == (0, f"{url}: 0001 -> 0004\n")
+    assert db("upgrade") == (0, f"{url}: already at 0004\n")
+    assert db("current") == (0, f"{url}: 0004 (head)\n")
     done = autoretrain("db", "current", "--database-url", url)  # the option after the sub-command works too
-    assert (done.returncode, done.stdout) == (0, f"{url}: 0002 (head)\n")
-    assert db("downgrade", "-1") == (0, f"{url}: 0002 -> 0001\n")
+    assert (done.returncode, done.stdout) == (0, f"{url}: 0004 (head)\n")
+    assert db("downgrade", "0001") == (0, f"{url}: 0004 -> 0001\n")
     assert migrate.current(url) == "0001"
     assert db("history") == (0, "base -> 0001: Adopt the schema of the code before migrations: six tables and the "
-                                "alias_audit append-only triggers.\n0001 -> 0002 (head): Composite indexes for the "
-                                "hot queries: a model's served predictions in a time range, its latest windows.\n")
+                                "alias_audit append-only triggers.\n0001 -> 0002: Composite indexes for the "
+                                "hot queries: a model's served predictions in a time range, its latest windows.\n"
+                                "0002 -> 0004 (head): Write-ahead intents of alias moves: ``alias_intents`` (a move is "
+                                "committed here before MLflow is touched).\n")
 
 
 def test_upgrade_uses_the_settings_database_url_and_keeps_rows(url) -> None:
     checks.write_legacy_database(url)
     done = autoretrain("db", "upgrade", env={"AUTORETRAIN_DATABASE_URL": url})
-    assert (done.returncode, done.stdout) == (0, f"{url}: none -> 0002\n"), done.stderr
+    assert (done.returncode, done.stdout) == (0, f"{url}: none -> 0004\n"), done.stderr
     engine = make_engine(url)
     checks.assert_rows_kept(engine)
     engine.dispose()

@@ -30,14 +30,14 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 @pytest.fixture
 def behind(tmp_path) -> Settings:
-    """Settings on a database migrated to 0001 only (the code needs 0002)."""
+    """Settings on a database migrated to 0001 only (the code needs 0004)."""
     url = f"sqlite:///{tmp_path / 'autoretrain.db'}"
     migrate.upgrade(url, "0001")
     return Settings(database_url=url, model_name="sms", api_token="t", state_dir=str(tmp_path / "state"))
 
 
 def line(settings: Settings, revision: str = "0001") -> str:
-    return (f"database {settings.database_url} is at revision {revision}, this code needs 0002: "
+    return (f"database {settings.database_url} is at revision {revision}, this code needs 0004: "
             "run `autoretrain db upgrade`")
 
 
