@@ -7,6 +7,7 @@ owner, grants with ``autoretrain db grant``, then attacks the audit as the servi
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from autoretrain import registry
 from autoretrain.audit import aliases, intents
 from autoretrain.db import migrate
 from autoretrain.db.engine import make_engine
-from tests.conftest import PG_ADMIN_URL, PG_HOST, ROOT, _admin_execute, create_database
+from tests.conftest import PG_HOST, ROOT, _admin_execute, create_database
 from tests.unit.audit.test_aliases import FakeRegistry
 
 pytestmark = pytest.mark.integration
@@ -45,11 +46,12 @@ class Roles:
 
 
 def _roles_sql(database: str, owner: str, owner_password: str, service: str, service_password: str) -> None:
-    done = subprocess.run(["psql", PG_ADMIN_URL, "-q", "-v", "ON_ERROR_STOP=1", "-v", f"database={database}",
-                           "-v", f"owner_role={owner}", "-v", f"owner_password={owner_password}",
-                           "-v", f"service_role={service}", "-v", f"service_password={service_password}",
-                           "-f", str(ROOT / "deploy" / "postgres" / "roles.sql")],
-                          capture_output=True, text=True, timeout=60)
+    """compose's deploy/postgres/20-roles.sh as the entrypoint runs it (POSTGRES_USER a superuser)."""
+    env = {"PATH": os.environ["PATH"], "PGHOST": PG_HOST, "POSTGRES_USER": "postgres", "DB_NAME": database,
+           "DB_OWNER_USER": owner, "DB_OWNER_PASSWORD": owner_password, "DB_SERVICE_USER": service,
+           "DB_SERVICE_PASSWORD": service_password, "ROLES_SQL": str(ROOT / "deploy" / "postgres" / "roles.sql")}
+    done = subprocess.run([str(ROOT / "deploy" / "postgres" / "20-roles.sh")], env=env, capture_output=True,
+                          text=True, timeout=60)
     assert done.returncode == 0, done.stderr
 
 

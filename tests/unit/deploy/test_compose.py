@@ -53,7 +53,7 @@ AIRFLOW_COMMON = {
     "AIRFLOW_CONFIG": "/opt/autoretrain/airflow.cfg",
     "AUTORETRAIN_HOME": "/opt/autoretrain",
     "MLFLOW_TRACKING_URI": "http://mlflow:5000",
-    "AUTORETRAIN_DATABASE_URL": "postgresql+psycopg2://autoretrain:change-me@postgres:5432/autoretrain",
+    "AUTORETRAIN_DATABASE_URL": "postgresql+psycopg2://autoretrain_service:change-me@postgres:5432/autoretrain",
     "AUTORETRAIN_ARTIFACT_STORE_URI": "s3://autoretrain/artifacts",
     "MLFLOW_S3_ENDPOINT_URL": "http://minio:9000",
     "AWS_ENDPOINT_URL": "http://minio:9000",
@@ -401,7 +401,8 @@ def test_every_env_example_variable_is_used(raw: dict[str, Any], env_example: di
 
 
 def test_compose_refuses_to_start_without_the_secrets(raw: dict[str, Any], env_example: dict[str, str]) -> None:
-    for secret in ("POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "MINIO_ROOT_PASSWORD"):
+    for secret in ("POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "MINIO_ROOT_PASSWORD",
+                   "DB_OWNER_PASSWORD", "DB_SERVICE_PASSWORD"):
         with pytest.raises(KeyError, match=secret):
             interpolate(raw, {k: v for k, v in env_example.items() if k != secret})
 
@@ -437,7 +438,9 @@ def test_autoretrain_commands_parse(project_services: dict[str, dict[str, Any]])
 
     argvs = [argv for service in project_services.values() for argv in service_commands(service)
              if argv[0] == "autoretrain"]
-    assert sorted(argvs) == [["autoretrain", "db", "upgrade"], ["autoretrain", "serve"]]
+    assert sorted(argvs) == [["autoretrain", "db", "--database-url", "$DB_OWNER_URL", "grant", "$DB_SERVICE_USER"],
+                             ["autoretrain", "db", "--database-url", "$DB_OWNER_URL", "upgrade"],
+                             ["autoretrain", "serve"]]
     for argv in argvs:
         try:
             build_parser().parse_args(argv[1:])
@@ -451,7 +454,13 @@ def test_airflow_init_migrates_autoretrains_database_before_anything_uses_it(raw
                                                                            stack: dict[str, Any]) -> None:
     init = stack["services"]["airflow-init"]
     commands = list(service_commands(init))
-    assert ["autoretrain", "db", "upgrade"] in commands and ["airflow", "db", "migrate"] in commands
+    assert ["airflow", "db", "migrate"] in commands
+    # as the tables' owner, then the services' role gets its grants (deploy/postgres/roles.sql makes both)
+    upgrade = commands.index(["autoretrain", "db", "--database-url", "$DB_OWNER_URL", "upgrade"])
+    grant = ["autoretrain", "db", "--database-url", "$DB_OWNER_URL", "grant", "$DB_SERVICE_USER"]
+    assert commands[upgrade + 1] == grant
+    assert init["environment"]["DB_OWNER_URL"] == (
+        "postgresql+psycopg2://autoretrain_owner:change-me@postgres:5432/autoretrain")
     assert init["restart"] == "no" and init["command"][:2] == ["bash", "-c"]
     assert init["command"][2].lstrip().startswith("set -euo pipefail"), "a failed upgrade must fail airflow-init"
     url = stack["x-airflow-common"]["environment"]["AUTORETRAIN_DATABASE_URL"]
