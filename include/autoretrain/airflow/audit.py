@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
 
 from autoretrain.airflow.context import airflow_url, audit_ids, settings_for
 from autoretrain.airflow.errors import maps_errors
-from autoretrain.audit.reconcile import ReconciliationRecord
+
+if TYPE_CHECKING:  # the reconciler imports mlflow: not at DAG parse time
+    from autoretrain.audit.reconcile import ReconciliationRecord
 
 
 class ReconcileAliasesOperator(BaseOperator):

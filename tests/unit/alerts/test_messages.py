@@ -145,6 +145,8 @@ SAMPLE_FIELDS = {  # one realistic set of fields per kind: every alert kind is r
     "rollback": {"model_name": "m", "from_version": 2, "to_version": 1, "reason": "canary error rate 0.0512345",
                  "run_id": "r"},
     "gate_failed": {"model_name": "m", "version": 2, "run_id": "r", "reasons": ["ece 0.0612345678 > 0.05 FAIL"]},
+    "external_alias_move": {"model_name": "m", "run_id": "r", "changes": [
+        {"alias": "champion", "from_version": "1", "to_version": "7"}]},
 }
 
 

@@ -74,5 +74,5 @@ def test_a_database_behind_the_code_is_logged_in_one_line_and_the_alert_still_go
     assert (delivery.status, delivery.alert_id) == ("logged", None)
     (line,) = [r.getMessage() for r in caplog.records if "alert table unavailable" in r.getMessage()]
     assert line == (f"alert table unavailable; alerts are logged only: database {settings.database_url} is at "
-                    "revision none (empty), this code needs 0002: run `autoretrain db upgrade`")
+                    "revision none (empty), this code needs 0004: run `autoretrain db upgrade`")
     assert any(r.getMessage() == f"alert [critical] {ALERT.text}" for r in caplog.records)
