@@ -17,6 +17,10 @@ report to the MLflow experiment `autoretrain-monitoring`, upserts the window int
   next run decides (nothing is retrained on one noisy window);
 * `no_action`: nothing breached.
 
+Alongside, `reconcile_aliases` compares MLflow's `champion`/`challenger`/`previous` with the alias
+audit: it finishes alias moves that crashed half-way, and a move made outside AutoRetrain is
+recorded as `external` and raised as a critical alert.
+
 Backfills measure past windows.
 """
 
@@ -30,6 +34,7 @@ from airflow.sdk import CronDataIntervalTimetable, dag
 from airflow.sdk.definitions.xcom_arg import XComArg
 
 from autoretrain.airflow.assets import MONITORING_WINDOW
+from autoretrain.airflow.audit import ReconcileAliasesOperator
 from autoretrain.airflow.defaults import TAGS_BASE, default_args
 from autoretrain.airflow.monitoring import (
     DecideRetrainOperator,
@@ -66,6 +71,7 @@ def monitoring() -> None:
                           RecordActionOperator(task_id="no_action", action="no action")]
     sensor >> [alert, trigger]
     trigger >> RecordActionOperator(task_id="record_retrain", action="retrain triggered")
+    ReconcileAliasesOperator(task_id="reconcile_aliases")
 
 
 monitoring()

@@ -9,13 +9,16 @@ digest and loads the skops file itself with the project's trusted types (never t
 artifact's ``MLmodel`` lists, never pickle). A version with no record, a digest or HMAC that does
 not match, or a non-skops artifact is refused with :class:`ModelIntegrityError` (ADR 0007).
 
-Every alias move goes through :func:`move_alias`, which records it in the append-only
-``alias_audit`` table (:mod:`autoretrain.audit.aliases`) in the same transaction: the rows are written
-first, the aliases moved in MLflow, and the transaction committed only after MLflow accepted every
-move. If MLflow refuses or is unreachable, the aliases already moved are put back, nothing is
-recorded, and :class:`AliasMoveError` is raised so the caller (an Airflow task) retries.
-Promoting a new ``champion`` records the replaced one as ``previous``; :func:`rollback_champion`
-restores it in one step.
+Every alias move goes through :func:`move_alias` (or :func:`assign_version` /
+:func:`rollback_champion`), under the model's lock (:func:`autoretrain.audit.aliases.model_lock`),
+written ahead: the planned changes are committed as a pending intent
+(:mod:`autoretrain.audit.intents`), then the aliases moved in MLflow, then the append-only
+``alias_audit`` rows inserted and the intent completed in one transaction. A crash in between is
+finished by the next locked operation on the model (a retry, the reconciler). If MLflow refuses
+or is unreachable, the aliases already moved are put back and :class:`AliasMoveError` (retryable)
+says so; an undo that fails too says which alias is where and records ``undo_failed``. Promoting a
+new ``champion`` records the replaced one as ``previous``; :func:`rollback_champion` restores it
+in one step.
 """
 
 from __future__ import annotations
@@ -29,21 +32,23 @@ import tempfile
 import uuid
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import mlflow
+import sqlalchemy as sa
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from autoretrain import lineage
 from autoretrain.audit import aliases as audit
-from autoretrain.audit import artifacts
+from autoretrain.audit import artifacts, intents
 from autoretrain.config import Settings
 from autoretrain.errors import AutoRetrainError, TransientError
 from autoretrain.promotion.payloads import AliasChange, AliasMoveRecord
@@ -86,7 +91,7 @@ class RegistryError(AutoRetrainError, RuntimeError):
 
 
 class AliasMoveError(TransientError, RuntimeError):
-    """An alias move did not happen (MLflow or the audit table failed); nothing moved, nothing recorded."""
+    """An alias move did not go through (MLflow or the audit table failed); the message says what stands."""
 
 
 class ModelIntegrityError(AutoRetrainError, RuntimeError):
@@ -231,68 +236,211 @@ def move_alias(client: MlflowClient, engine: Engine, *, name: str, alias: str, v
                reason: str, run_id: str, action: str = "move", reasons: Sequence[str] = (),
                metrics: Mapping[str, Any] | None = None, previous: str = "record",
                at: datetime | None = None) -> AliasMove:
-    """Point ``alias`` at ``version`` (None: remove it) and record who/what/why; both happen or neither.
+    """Point ``alias`` at ``version`` (None: remove it) and record who/what/why, under the model's lock.
 
-    ``previous`` matters only for ``alias="champion"``: ``record`` makes the replaced champion the
-    ``previous`` alias, ``clear`` removes ``previous`` (a rollback), ``keep`` leaves it alone. A retry
-    with the same ``run_id``, alias, action and version returns the recorded move without moving
-    anything again.
+    Written ahead: the planned changes are committed as a pending intent before MLflow is touched,
+    and the audit rows with the intent's completion after MLflow accepted every change. A crash in
+    between is finished by the next locked operation on the model (this function, a retry,
+    :func:`autoretrain.audit.reconcile.reconcile`) from MLflow's actual aliases. ``previous``
+    matters only for ``alias="champion"``: ``record`` makes the replaced champion the ``previous``
+    alias, ``clear`` removes ``previous`` (a rollback), ``keep`` leaves it alone. A retry with the
+    same ``run_id``, alias, action and version returns the recorded move without moving anything again.
     """
     if previous not in PREVIOUS_MODES:
         raise ValueError(f"previous={previous!r} is not one of {PREVIOUS_MODES}")
-    key = audit.idempotency_key(run_id=run_id, model_name=name, alias=alias, action=action, to_version=version)
-    done: list[AliasChange] = []
-    with engine.connect() as conn:
-        trans = conn.begin()
-        try:
-            audit.lock_model(conn, name)
-            recorded = audit.find(conn, key)
-            if recorded:
-                trans.rollback()
-                log.info("alias move %s already recorded (move %s); nothing to do", key, recorded[0].move_id)
-                return _as_move(recorded, replayed=True)
-            changes = _plan(client, name, alias, version, previous)
-            move_id = str(uuid.uuid4())
-            base = {"created_at": at or datetime.now(UTC), "move_id": move_id, "model_name": name,
-                    "action": action, "actor": actor[:250], "run_id": run_id[:250], "reason": reason,
-                    "reasons": list(reasons), "metrics": dict(metrics or {})}
-            audit.insert(conn, [{**base, **change, "idempotency_key": audit.idempotency_key(
-                run_id=run_id, model_name=name, alias=change["alias"], action=action,
-                to_version=change["to_version"])} for change in changes])
-            for change in changes:
-                _apply(client, name, change["alias"], change["to_version"])
-                done.append(change)
-            trans.commit()  # only now: MLflow accepted every move
-        except Exception as err:
-            _undo(client, name, done)
-            if trans.is_active:
-                trans.rollback()
-            if isinstance(err, ValueError | RegistryError):
-                raise
-            raise AliasMoveError(f"moving {name}@{alias} to version {version} failed and was undone; nothing was "
-                                 f"recorded, retry when MLflow and the database answer: {type(err).__name__}: "
-                                 f"{err}") from err
-    for change in changes:
-        log.info("alias %s@%s: version %s -> %s (%s by %s: %s)", name, change["alias"], change["from_version"],
-                 change["to_version"], action, actor, reason)
-    return AliasMove(move_id=move_id, name=name, changes=tuple(changes))
+    with _locked(engine, name) as conn:
+        finish_intents(client, conn, name)
+        return _move(client, conn, name=name, alias=alias, version=version, actor=actor, reason=reason,
+                     run_id=run_id, action=action, reasons=reasons, metrics=metrics, previous=previous, at=at)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The outcome of :func:`assign_version`: the alias chosen under the lock, why, and the move."""
+
+    alias: str
+    reason: str
+    move: AliasMove
+
+
+def assign_version(client: MlflowClient, engine: Engine, *, name: str, version: str, actor: str, run_id: str,
+                   metrics: Mapping[str, Any] | None = None, at: datetime | None = None) -> Assignment:
+    """``champion`` when the model has none (or it is ``version``), else ``challenger``: decided under the lock.
+
+    The "is there a champion yet?" read and the move happen under the same lock, so two first
+    trainings finishing at once give one champion and one challenger (that the comparison decides).
+    """
+    with _locked(engine, name) as conn:
+        finish_intents(client, conn, name)
+        champion = alias_version(client, name, CHAMPION)
+        if champion is None or champion.version == version:
+            alias, reason = CHAMPION, "no champion yet and the gates pass"
+        else:
+            alias, reason = CHALLENGER, f"champion is version {champion.version}; retrain_compare_promote decides"
+        move = _move(client, conn, name=name, alias=alias, version=version, actor=actor, reason=reason,
+                     run_id=run_id, action="assign", reasons=(), metrics=metrics, previous="keep", at=at)
+    return Assignment(alias=alias, reason=reason, move=move)
 
 
 def rollback_champion(client: MlflowClient, engine: Engine, *, name: str, actor: str, reason: str, run_id: str,
                       to_version: str | None = None, metrics: Mapping[str, Any] | None = None) -> AliasMove:
     """Put ``champion`` back on the ``previous`` version (or ``to_version``) and clear ``previous``."""
-    target = to_version
-    if target is None:
-        previous = alias_version(client, name, PREVIOUS)
-        done = audit.recorded(engine, model_name=name, run_id=run_id, alias=CHAMPION, action="rollback")
-        if previous is None and done:  # a retry of a rollback that happened: replay it
-            return _as_move(done, replayed=True)
-        if previous is None:
-            raise RegistryError(f"model {name!r} has no {PREVIOUS!r} alias: no earlier champion is recorded to "
-                                "roll back to; name a version explicitly")
-        target = previous.version
-    return move_alias(client, engine, name=name, alias=CHAMPION, version=target, actor=actor, reason=reason,
-                      run_id=run_id, action="rollback", reasons=[reason], metrics=metrics, previous="clear")
+    with _locked(engine, name) as conn:
+        finish_intents(client, conn, name)
+        target = to_version
+        if target is None:
+            previous = alias_version(client, name, PREVIOUS)
+            done = audit.recorded(engine, model_name=name, run_id=run_id, alias=CHAMPION, action="rollback")
+            if previous is None and done:  # a retry of a rollback that happened: replay it
+                return _as_move(done, replayed=True)
+            if previous is None:
+                raise RegistryError(f"model {name!r} has no {PREVIOUS!r} alias: no earlier champion is recorded "
+                                    "to roll back to; name a version explicitly")
+            target = previous.version
+        return _move(client, conn, name=name, alias=CHAMPION, version=target, actor=actor, reason=reason,
+                     run_id=run_id, action="rollback", reasons=[reason], metrics=metrics, previous="clear", at=None)
+
+
+@contextmanager
+def _locked(engine: Engine, name: str) -> Generator[Connection, None, None]:
+    """:func:`autoretrain.audit.aliases.model_lock`, with a database failure as a retryable AliasMoveError."""
+    try:
+        with audit.model_lock(engine, name) as conn:
+            yield conn
+    except sa.exc.SQLAlchemyError as err:
+        raise AliasMoveError(f"the alias audit database failed during an alias move of {name!r} "
+                             f"({type(err).__name__}: {_short(err)}); nothing unrecorded stays behind: a move "
+                             "that reached MLflow stays a pending intent that a retry or `autoretrain audit "
+                             "reconcile` completes") from err
+
+
+def _move(client: MlflowClient, conn: Connection, *, name: str, alias: str, version: str | None, actor: str,
+          reason: str, run_id: str, action: str, reasons: Sequence[str], metrics: Mapping[str, Any] | None,
+          previous: str, at: datetime | None) -> AliasMove:
+    """One move under the lock: replay it if recorded, else plan, write the intent, apply, complete."""
+    key = audit.idempotency_key(run_id=run_id, model_name=name, alias=alias, action=action, to_version=version)
+    recorded = audit.find(conn, key)
+    if recorded:
+        log.info("alias move %s already recorded (move %s); nothing to do", key, recorded[0].move_id)
+        return _as_move(recorded, replayed=True)
+    try:
+        changes = _plan(client, name, alias, version, previous)
+    except (ValueError, RegistryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - MLflow away (any client error): nothing has happened yet
+        raise AliasMoveError(f"moving {name}@{alias} to version {version} failed before anything moved; nothing "
+                             f"was recorded, retry when MLflow answers: {type(err).__name__}: {_short(err)}") from err
+    intent = intents.begin(conn, move_id=str(uuid.uuid4()), created_at=at or datetime.now(UTC), model_name=name,
+                           action=action, actor=actor, run_id=run_id, reason=reason, reasons=reasons,
+                           metrics=dict(metrics or {}), idempotency_key=key, changes=changes)
+    _apply_intent(client, conn, intent, what=f"{name}@{alias} to version {version}")
+    for change in changes:
+        log.info("alias %s@%s: version %s -> %s (%s by %s: %s)", name, change["alias"], change["from_version"],
+                 change["to_version"], action, actor, reason)
+    return AliasMove(move_id=intent.move_id, name=name, changes=tuple(changes))
+
+
+def _apply_intent(client: MlflowClient, conn: Connection, intent: intents.Intent, *, what: str) -> None:
+    """MLflow first, then the audit rows and the intent's completion in one transaction."""
+    done: list[AliasChange] = []
+    for change in intent.changes:
+        try:
+            _apply(client, intent.model_name, change["alias"], change["to_version"])
+        except Exception as err:  # noqa: BLE001 - any MLflow failure: undo, then say exactly what is left
+            raise _failed(client, conn, intent, done, change, err, what=what) from err
+        done.append(change)
+    try:
+        intents.complete(conn, intent)
+    except sa.exc.SQLAlchemyError as err:
+        raise AliasMoveError(f"MLflow made the move {what} ({_changes(intent.changes)}), but the alias audit could "
+                             f"not be written ({type(err).__name__}: {_short(err)}); intent {intent.move_id} stays "
+                             "pending: a retry or `autoretrain audit reconcile` completes it") from err
+
+
+def _failed(client: MlflowClient, conn: Connection, intent: intents.Intent, done: Sequence[AliasChange],
+            failed: AliasChange, err: Exception, *, what: str) -> AliasMoveError:
+    """Undo what moved; end the intent ``undone`` or ``undo_failed`` (with audit rows for what stands)."""
+    name, cause = intent.model_name, f"{type(err).__name__}: {_short(err)}"
+    left = _undo(client, name, done)
+    if not left:
+        _end(conn, intent, status=intents.UNDONE, detail=cause)
+        return AliasMoveError(f"moving {what} failed and was undone (every alias is back where it was); nothing was "
+                              f"recorded, retry when MLflow and the database answer: {cause}")
+    states = [f"{c['alias']} is on {c['to_version'] or 'nothing'} (moved from {c['from_version'] or 'nothing'}, "
+              f"could not be put back)" for c in left]
+    states += [f"{c['alias']} is on {c['from_version'] or 'nothing'} (put back)" for c in done if c not in left]
+    states.append(f"{failed['alias']} is on {failed['from_version'] or 'nothing'} (not moved: {cause})")
+    detail = f"moving {what} failed and could NOT be undone: " + "; ".join(states)
+    _end(conn, intent, status=intents.UNDO_FAILED, detail=detail,
+         rows=intent.audit_rows(left, action=intents.UNDO_FAILED,
+                                reason=f"{intent.action} failed and this alias could not be put back: {cause}"))
+    return AliasMoveError(f"{detail}. Recorded as {intents.UNDO_FAILED!r} in the alias audit; check with `autoretrain "
+                          "models`, then retry (it plans again from where the aliases are) or fix them with "
+                          "`autoretrain rollback`")
+
+
+def _end(conn: Connection, intent: intents.Intent, *, status: str, detail: str,
+         rows: Sequence[dict[str, Any]] = ()) -> None:
+    """End a failed move's intent; a database that fails here too leaves it pending (the reconciler ends it)."""
+    try:
+        intents.finish(conn, intent, status=status, rows=rows, detail=detail)
+    except sa.exc.SQLAlchemyError as db_err:
+        log.error("alias intent %s could not be marked %s (%s); it stays pending and the next move or `autoretrain "
+                  "audit reconcile` settles it from MLflow's aliases", intent.move_id, status, _short(db_err))
+
+
+def finish_intents(client: MlflowClient, conn: Connection, name: str) -> list[AliasMove]:
+    """Settle the pending intents of ``name`` (moves that crashed) from MLflow's actual aliases; under the lock.
+
+    For each, oldest first: every alias already at its target -> completed (recorded); at its
+    starting version -> the rest of the move is applied, then completed (the move was decided and
+    committed; finishing it is what a retry would do); an alias on a third version (moved by
+    someone else meanwhile) -> ``abandoned``, recording only the changes that did happen (the
+    reconciler then records the rest as ``external``).
+    """
+    finished = []
+    for intent in intents.pending(conn, name):
+        try:
+            finished.append(_settle(client, conn, intent))
+        except sa.exc.SQLAlchemyError:
+            raise
+        except Exception as err:  # noqa: BLE001 - MLflow away: the intent stays pending for the next try
+            raise AliasMoveError(f"the pending alias move {intent.move_id} of {name} ({_changes(intent.changes)}) "
+                                 f"could not be finished: {type(err).__name__}: {_short(err)}; it stays pending, "
+                                 "retry when MLflow answers") from err
+    return finished
+
+
+def _settle(client: MlflowClient, conn: Connection, intent: intents.Intent) -> AliasMove:
+    name = intent.model_name
+    states: dict[str, str | None] = {}
+    for change in intent.changes:
+        current = alias_version(client, name, change["alias"])
+        states[change["alias"]] = current.version if current else None
+    elsewhere = [c for c in intent.changes if states[c["alias"]] not in (c["from_version"], c["to_version"])]
+    if elsewhere:
+        happened = [c for c in intent.changes if states[c["alias"]] == c["to_version"] != c["from_version"]]
+        detail = "; ".join(f"{c['alias']} is on {states[c['alias']] or 'nothing'}, neither {c['from_version']} nor "
+                           f"{c['to_version']}" for c in elsewhere)
+        intents.finish(conn, intent, status=intents.ABANDONED, rows=intent.audit_rows(happened), detail=detail)
+        log.error("pending alias move %s of %s abandoned: %s (moved outside AutoRetrain meanwhile?)",
+                  intent.move_id, name, detail)
+        return AliasMove(move_id=intent.move_id, name=name, changes=tuple(happened), replayed=True)
+    missing = [c for c in intent.changes if states[c["alias"]] != c["to_version"]]
+    for change in missing:
+        _apply(client, name, change["alias"], change["to_version"])
+    intents.complete(conn, intent)
+    log.warning("finished the pending alias move %s of %s (%s, %s by %s): %s", intent.move_id, name, intent.action,
+                intent.reason, intent.actor, f"applied {_changes(missing)}" if missing else "MLflow had made it")
+    return AliasMove(move_id=intent.move_id, name=name, changes=intent.changes, replayed=True)
+
+
+def _changes(changes: Sequence[AliasChange]) -> str:
+    return ", ".join(f"{c['alias']} {c['from_version'] or '-'} -> {c['to_version'] or '-'}" for c in changes)
+
+
+def _short(err: BaseException) -> str:
+    return " ".join(str(err).split())[:300]
 
 
 def _plan(client: MlflowClient, name: str, alias: str, version: str | None,
@@ -325,23 +473,29 @@ def _require_version(client: MlflowClient, name: str, version: str) -> None:
 
 
 def _apply(client: MlflowClient, name: str, alias: str, version: str | None) -> None:
-    if version is None:
-        client.delete_registered_model_alias(name, alias)
-    else:
+    if version is not None:
         client.set_registered_model_alias(name, alias, version)
+        return
+    try:
+        client.delete_registered_model_alias(name, alias)
+    except MlflowException as err:
+        if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):  # already gone is what we want
+            raise
 
 
-def _undo(client: MlflowClient, name: str, done: Sequence[AliasChange]) -> None:
-    """Put the aliases already moved back where they were (best effort, newest first)."""
+def _undo(client: MlflowClient, name: str, done: Sequence[AliasChange]) -> list[AliasChange]:
+    """Put the aliases already moved back where they were (newest first); the changes that could not be."""
+    left: list[AliasChange] = []
     for change in reversed(done):
         try:
             _apply(client, name, change["alias"], change["from_version"])
             log.warning("undid %s@%s -> %s (back to %s)", name, change["alias"], change["to_version"],
                         change["from_version"])
         except Exception as err:  # noqa: BLE001 - keep undoing the rest; say loudly what is left
-            log.error("could not undo %s@%s -> %s (it should be %s again): %s; fix it with `autoretrain "
-                      "rollback` or the MLflow UI", name, change["alias"], change["to_version"],
-                      change["from_version"], err)
+            left.append(change)
+            log.error("could not undo %s@%s -> %s (it should be %s again): %s", name, change["alias"],
+                      change["to_version"], change["from_version"], err)
+    return list(reversed(left))
 
 
 def _as_move(records: Sequence[audit.AuditRecord], *, replayed: bool) -> AliasMove:

@@ -23,6 +23,7 @@ EXPECTED_GRAPHS = {
         "measure": {"decide"}, "decide": {"drift_detected", "awaiting_confirmation", "no_action"},
         "drift_detected": {"drift_alert", "trigger_retrain"}, "awaiting_confirmation": set(),
         "drift_alert": set(), "trigger_retrain": {"record_retrain"}, "record_retrain": set(), "no_action": set(),
+        "reconcile_aliases": set(),
     },
     "training": {
         "load": {"validate", "train", "select", "evaluate", "register"},

@@ -81,6 +81,7 @@ def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(a
     assert states["drift_detected"] == "skipped" and states["no_action"] == "success"
     assert states["awaiting_confirmation"] == "skipped"
     assert states["trigger_retrain"] == "skipped" and states["drift_alert"] == "skipped"
+    assert states["reconcile_aliases"] == "success"  # the champion's assignment is in the audit: nothing external
     row = monitoring.read_window_row(settings, start=base, end=quiet_end)
     assert row["n_predictions"] == 400 and row["n_labelled"] == 400
     assert row["retrain"] is False and row["action"] == "no action"
@@ -206,3 +207,26 @@ def test_drift_endpoint_and_cli_give_the_monitoring_json(env, tmp_path, capsys):
     assert main(["drift", "--current", str(current)]) == 1  # exit 1: drifted
     report = __import__("json").loads(capsys.readouterr().out)
     assert report["n_messages"] == 300 and report["n_labelled"] == 300 and report["drifted"] is True
+
+
+def test_the_reconcile_task_records_and_alerts_an_alias_moved_in_mlflow(airflow_db, env):
+    """Issue 12: a move made straight through MLflow's API is found by the monitoring DAG's reconcile task."""
+    from autoretrain.audit import aliases as audit
+
+    settings, engine, _ = env
+    client = tracking.client_for(settings)
+    client.set_registered_model_alias(settings.model_name, "challenger", "1")  # nobody recorded this
+    try:
+        end = datetime(2026, 11, 16, 6, 0, tzinfo=UTC)
+        run = dag_from_bag("monitoring").test(run_conf={"window_end": end.isoformat(), "window_hours": 6})
+        assert task_states(run)["reconcile_aliases"] == "success"
+        moves = [r for r in audit.history(engine, settings.model_name) if r.action == "external"]
+        assert [(r.alias, r.from_version, r.to_version) for r in moves] == [("challenger", None, "1")]
+        assert moves[0].actor == "airflow:monitoring.reconcile_aliases"
+        with engine.connect() as conn:
+            alerts = conn.execute(sa.select(schema.alert_log).where(
+                schema.alert_log.c.kind == "external_alias_move")).mappings().all()
+        assert [(a["severity"], a["task_id"]) for a in alerts] == [("critical", "reconcile_aliases")]
+        assert "challenger: audited version none → version 1 in MLflow" in alerts[0]["message"]
+    finally:
+        client.delete_registered_model_alias(settings.model_name, "challenger")

@@ -264,6 +264,21 @@ def integrity_alert(*, model_name: str, version: str | int, alias: str, reason: 
                   mlflow_url=mlflow_url)
 
 
+def external_alias_move_alert(*, model_name: str, changes: Sequence[Mapping[str, Any]], run_id: str,
+                              airflow_url: str | None = None, mlflow_url: str | None = None) -> Alert:
+    """An alias was moved outside AutoRetrain (found by the reconciler): what serves now was never vetted here."""
+    moved = [f"{c['alias']}: audited version {c.get('from_version') or 'none'} → version "
+             f"{c.get('to_version') or 'none'} in MLflow" for c in changes]
+    body = [f"The reconciler (run `{run_id}`) found aliases that AutoRetrain did not move:",
+            *_items(moved, more="the alias audit")]
+    key = ",".join(f"{c['alias']}={c.get('to_version')}" for c in changes)
+    return _alert("external_alias_move", "critical", f"{model_name}: alias moved outside AutoRetrain", body,
+                  done="recorded as 'external' in the alias audit; the prediction service follows MLflow's aliases",
+                  todo="find who moved it (MLflow's access log); if it was not meant, `autoretrain rollback --to "
+                       "<version>` puts champion back through the audit",
+                  dedup_key=f"external_alias_move:{model_name}:{key}", airflow_url=airflow_url, mlflow_url=mlflow_url)
+
+
 BUILDERS: dict[str, Callable[..., Alert]] = {
     "task_failure": task_failure_alert,
     "validation_failed": validation_failure_alert,
@@ -274,6 +289,7 @@ BUILDERS: dict[str, Callable[..., Alert]] = {
     "rollback": rollback_alert,
     "gate_failed": gate_failure_alert,
     "model_integrity": integrity_alert,
+    "external_alias_move": external_alias_move_alert,
 }
 
 

@@ -4,6 +4,7 @@
     autoretrain db downgrade REVISION     migrate down to REVISION (``-1``: one step, ``base``: no tables)
     autoretrain db current                the revision the database is at, and whether it is head
     autoretrain db history                every revision, oldest first
+    autoretrain db grant ROLE             Postgres: the services' rights for ROLE (run as the tables' owner)
 
 Each works on the settings' ``database_url`` (empty: SQLite under ``state_dir``) unless
 ``--database-url`` is given, and prints the URL it worked on (password masked) with the
@@ -40,7 +41,8 @@ def add_commands(sub: Any) -> None:
     parser = sub.add_parser("db", help="migrate AutoRetrain's database (upgrade, downgrade, current, history)")
     parser.add_argument("--database-url", default=None,
                         help="SQLAlchemy URL (default: settings database_url, $AUTORETRAIN_DATABASE_URL)")
-    commands = parser.add_subparsers(dest="db_command", required=True, metavar="{upgrade,downgrade,current,history}")
+    commands = parser.add_subparsers(dest="db_command", required=True,
+                                     metavar="{upgrade,downgrade,current,history,grant}")
 
     def add(name: str, **kwargs: Any) -> argparse.ArgumentParser:
         return commands.add_parser(name, parents=[_url_option()], **kwargs)
@@ -53,6 +55,9 @@ def add_commands(sub: Any) -> None:
     downgrade.set_defaults(func=cmd_downgrade)
     add("current", help="the revision the database is at").set_defaults(func=cmd_current)
     add("history", help="every revision, oldest first").set_defaults(func=cmd_history)
+    grant = add("grant", help="Postgres: give ROLE the services' rights (no UPDATE/DELETE/TRUNCATE of the audit)")
+    grant.add_argument("role", help="the services' login role (deploy/postgres/roles.sql creates it)")
+    grant.set_defaults(func=cmd_grant)
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
@@ -67,6 +72,25 @@ def cmd_downgrade(args: argparse.Namespace) -> int:
     from autoretrain.db import migrate
 
     return _on_database(args, lambda url: _moved(url, migrate.downgrade(url, args.revision)))
+
+
+def cmd_grant(args: argparse.Namespace) -> int:
+    """Grant the services' role its rights on the migrated database (as the tables' owner)."""
+    from autoretrain.db import roles
+    from autoretrain.db.engine import make_engine, redacted
+    from autoretrain.db.migrate import check_schema
+
+    def grant(url: str) -> int:
+        engine = make_engine(url)
+        try:
+            check_schema(engine)  # grants name every table of head: migrate first
+            done = roles.grant_service(engine, args.role)
+        finally:
+            engine.dispose()
+        print(f"{redacted(url)}: {args.role} granted ({len(done)} statements; alias_audit: SELECT, INSERT only)")
+        return 0
+
+    return _on_database(args, grant)
 
 
 def cmd_current(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@
     autoretrain promote [VERSION] [--reason R] [--force] [--dry-run]
     autoretrain rollback [--to VERSION] --reason R
     autoretrain audit [--alias A] [--limit N]   the append-only record of alias moves
+    autoretrain audit reconcile            MLflow's aliases against the audit (external moves: alert, exit 1)
     autoretrain serve [--host H] [--port P]   the prediction service on models:/<name>@champion
     autoretrain models                     versions and aliases of the registered model
     autoretrain db upgrade|downgrade|current|history   AutoRetrain's database migrations

@@ -4,6 +4,7 @@
         challenger) with the champion on VERSION's hold-out; promote it when the decision says so
     autoretrain rollback [--to VERSION] --reason R                      champion back to `previous`
     autoretrain audit [--alias A] [--limit N]                           the recorded alias moves
+    autoretrain audit reconcile        finish crashed moves; record and alert moves made outside AutoRetrain
 
 Each prints JSON on stdout. Exit codes: 0 done (promoted, rolled back), 1 rejected by the
 comparison, 2 a usage, settings or registry error, 75 a transient fault (MLflow or the database
@@ -24,6 +25,7 @@ import logging
 import socket
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from autoretrain import lineage
@@ -56,9 +58,13 @@ def add_commands(sub: Any) -> None:
     rollback.add_argument("--run-id", default=None, help="idempotency key of the alias move")
     rollback.set_defaults(func=cmd_rollback)
 
-    history = sub.add_parser("audit", help="recorded alias moves, newest first")
+    history = sub.add_parser("audit", help="recorded alias moves, newest first (`audit reconcile`: check MLflow)")
+    history.add_argument("what", nargs="?", choices=["history", "reconcile"], default="history",
+                         help="history (default) or reconcile: compare MLflow's aliases with the audit; exit 1 "
+                              "when an alias was moved outside AutoRetrain")
     history.add_argument("--alias", default=None, help="only this alias (champion, challenger, previous)")
     history.add_argument("--limit", type=int, default=20)
+    history.add_argument("--run-id", default=None, help="reconcile: the run id its audit rows carry")
     history.set_defaults(func=cmd_audit)
 
 
@@ -111,8 +117,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    """Print the alias audit of the model, newest first."""
+    """Print the alias audit of the model, newest first (``reconcile``: check MLflow against it)."""
     from autoretrain.audit import aliases
+
+    if args.what == "reconcile":
+        return cmd_reconcile(args)
     from autoretrain.db.engine import database_url, redacted
 
     settings = _settings(args)
@@ -126,3 +135,25 @@ def cmd_audit(args: argparse.Namespace) -> int:
         {k: r.as_dict()[k] for k in ("created_at", "alias", "action", "from_version", "to_version", "actor",
                                      "run_id", "reason")} for r in records]})
     return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Settle pending moves; an alias moved outside AutoRetrain is recorded, alerted (critical), exit 1."""
+    from autoretrain.alerts.messages import Alert
+    from autoretrain.audit.reconcile import reconcile_model
+
+    settings = _settings(args)
+
+    def notify(alert: Alert) -> int | None:  # no Airflow here: the log and the alert table
+        from autoretrain.alerts.store import LOGGED, AlertStore
+        from autoretrain.db.engine import database_url
+
+        log.error("alert [%s] %s", alert.severity, alert.text)
+        with AlertStore(database_url(settings)) as store:
+            return store.record(created_at=datetime.now(UTC), kind=alert.kind, severity=alert.severity,
+                                dedup_key=alert.dedup_key, status=LOGGED, transport="log", title=alert.title,
+                                message=alert.text)
+
+    result = reconcile_model(settings, notify=notify, **_ids(args, "reconcile"))
+    _print(result.as_dict())
+    return 0 if result.in_agreement else EXIT_CHECK_FAILED

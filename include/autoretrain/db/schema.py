@@ -123,6 +123,28 @@ for _dialect, _statements in APPEND_ONLY_DDL.items():
     for _statement in _statements:
         sa.event.listen(alias_audit, "after_create", sa.DDL(_statement).execute_if(dialect=_dialect))
 
+#: revision 0004: the write-ahead intent of every alias move (pending -> completed | undone | undo_failed |
+#: abandoned). alias_audit stays append-only; only an intent's status, completed_at and detail change.
+alias_intents = sa.Table(
+    "alias_intents", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("move_id", sa.String(36), nullable=False, unique=True),  # the move_id of its alias_audit rows
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("model_name", sa.String(256), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(250), nullable=False),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("reasons", sa.Text, nullable=False),  # JSON list
+    sa.Column("metrics", sa.Text, nullable=False),  # JSON object
+    sa.Column("idempotency_key", sa.String(600), nullable=False, index=True),  # the requested alias's key
+    sa.Column("changes", sa.Text, nullable=False),  # JSON list of AliasChange, in the order they are applied
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("completed_at", sa.DateTime(timezone=True)),  # when the status left pending
+    sa.Column("detail", sa.Text),  # the error of an undone / undo_failed / abandoned move
+    sa.Index("ix_alias_intents_model_status", "model_name", "status", "id"),
+)
+
 # --------------------------------------------------------------------------------------- monitoring
 drift_windows = sa.Table(
     "drift_windows", metadata,

@@ -328,27 +328,22 @@ def assign_alias(settings: Settings, *, registered: RegisteredVersion, promote: 
                  run_id: str | None = None, actor: str = "autoretrain.training") -> AliasAssignment:
     """For a version that passed its gates: ``champion`` when there is none, else ``challenger``.
 
-    The move is audited (:func:`autoretrain.registry.move_alias`) under ``run_id`` (default: the
-    Airflow run recorded on the version).
+    The champion check and the move run under the model's lock
+    (:func:`autoretrain.registry.assign_version`), audited under ``run_id`` (default: the Airflow
+    run recorded on the version): of two first trainings at once, one is champion, one challenger.
     """
     name, version = registered["name"], registered["version"]
     if not promote:
         return {"alias": None, "version": version, "reason": "promote=false: registered without alias"}
     client, _ = _client(settings)
-    champion = registry.alias_version(client, name, registry.CHAMPION)
-    alias: TrainingAlias
-    if champion is None or champion.version == version:
-        alias, reason = registry.CHAMPION, "no champion yet and the gates pass"
-    else:
-        alias = registry.CHALLENGER
-        reason = f"champion is version {champion.version}; retrain_compare_promote decides"
     tags = registry.get_version(client, name, version).tags
     dag_id, airflow_run = tags.get(lineage.AIRFLOW_DAG_ID), tags.get(lineage.AIRFLOW_RUN_ID)
     run_id = run_id or f"{dag_id or 'unknown'}/{airflow_run or 'unknown'}"
-    with aliases.engine_for(settings) as engine:
-        registry.move_alias(client, engine, name=name, alias=alias, version=version, actor=actor, reason=reason,
-                            run_id=run_id, action="assign", previous="keep",
-                            metrics={k: tags[k] for k in sorted(tags) if k.startswith("holdout_")})
+    with aliases.engine_for(settings) as engine:  # the champion check and the move under one lock
+        assigned = registry.assign_version(client, engine, name=name, version=version, actor=actor, run_id=run_id,
+                                           metrics={k: tags[k] for k in sorted(tags) if k.startswith("holdout_")})
+    alias: TrainingAlias = registry.CHAMPION if assigned.alias == registry.CHAMPION else registry.CHALLENGER
+    reason = assigned.reason
     return {"alias": alias, "version": version, "reason": reason}
 
 

@@ -147,6 +147,8 @@ SAMPLE_FIELDS = {  # one realistic set of fields per kind: every alert kind is r
     "gate_failed": {"model_name": "m", "version": 2, "run_id": "r", "reasons": ["ece 0.0612345678 > 0.05 FAIL"]},
     "model_integrity": {"model_name": "m", "version": 7, "alias": "champion", "serving_version": 6,
                         "reason": "m version 7 was not registered by AutoRetrain (no model_artifacts record)"},
+    "external_alias_move": {"model_name": "m", "run_id": "r", "changes": [
+        {"alias": "champion", "from_version": "1", "to_version": "7"}]},
 }
 
 

@@ -5,6 +5,7 @@ The same paths against a real mlflow server and Postgres: tests/integration/test
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -15,7 +16,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, RESOURCE_DOES_NOT_EXIST
 
 from autoretrain import registry
-from autoretrain.audit import aliases
+from autoretrain.audit import aliases, intents, reconcile
 from autoretrain.db.engine import make_engine
 from tests.conftest import migrated
 
@@ -188,20 +189,164 @@ def test_undo_of_a_new_alias_deletes_it(engine) -> None:
     assert client.aliases == {"champion": "1"}
 
 
-def test_a_failed_commit_undoes_the_mlflow_moves(engine, monkeypatch) -> None:
+def test_a_database_that_refuses_the_intent_moves_nothing(engine, monkeypatch) -> None:
     client = FakeRegistry(aliases={"champion": "1"})
 
-    def refuse(self) -> None:  # the database connection is lost at COMMIT: the server rolls back
+    def refuse(self) -> None:  # the database connection is lost at COMMIT of the intent: MLflow is never touched
         raise sa.exc.OperationalError("COMMIT", {}, Exception("database went away"))
 
     with monkeypatch.context() as patch:
         patch.setattr(sa.engine.base.RootTransaction, "commit", refuse)
         with pytest.raises(registry.AliasMoveError, match="database went away"):
             move(client, engine)
-    assert client.aliases == {"champion": "1"}
-    assert client.writes == [("set", "previous", "1"), ("set", "champion", "2"), ("set", "champion", "1"),
-                             ("delete", "previous", None)]
-    assert rows(engine) == []
+    assert client.aliases == {"champion": "1"} and client.writes == []
+    assert rows(engine) == [] and intents.history(engine, NAME) == []
+
+
+def test_a_failed_completion_leaves_a_pending_intent_that_the_retry_completes(engine, monkeypatch) -> None:
+    client = FakeRegistry(aliases={"champion": "1"})
+
+    def refuse(*args, **kwargs) -> None:
+        raise sa.exc.OperationalError("INSERT", {}, Exception("database went away"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(intents, "complete", refuse)
+        with pytest.raises(registry.AliasMoveError, match="MLflow made the move .* stays pending"):
+            move(client, engine)
+    assert client.aliases == {"champion": "2", "previous": "1"} and rows(engine) == []  # MLflow moved, audit not yet
+    (pending,) = intents.history(engine, NAME)
+    assert pending.status == "pending"
+    writes = list(client.writes)
+    again = move(client, engine)  # the retry settles the intent (MLflow had made it), then finds it recorded
+    assert again.replayed and again.move_id == pending.move_id and client.writes == writes
+    assert rows(engine) == [("previous", "move", None, "1"), ("champion", "move", "1", "2")]
+    assert [i.status for i in intents.history(engine, NAME)] == ["completed"]
+
+
+class Crash(BaseException):
+    """A process dying between two steps (not an Exception: nothing may catch it)."""
+
+
+def test_a_crash_before_mlflow_is_rolled_forward_by_the_reconciler(engine, monkeypatch) -> None:
+    client = FakeRegistry(aliases={"champion": "1"})
+    with monkeypatch.context() as patch:
+        patch.setattr(registry, "_apply", lambda *a: (_ for _ in ()).throw(Crash()))
+        with pytest.raises(Crash):
+            move(client, engine, action="promote")
+    assert client.aliases == {"champion": "1"} and [i.status for i in intents.history(engine, NAME)] == ["pending"]
+    result = reconcile.reconcile(client, engine, name=NAME, run_id="reconcile-1", at=AT)
+    assert client.aliases == {"champion": "2", "previous": "1"}
+    assert result.in_agreement and len(result.finished) == 1
+    assert rows(engine) == [("previous", "promote", None, "1"), ("champion", "promote", "1", "2")]
+    assert [i.status for i in intents.history(engine, NAME)] == ["completed"]
+
+
+def test_a_crash_between_two_alias_writes_is_finished_by_the_next_move(engine, monkeypatch) -> None:
+    client = FakeRegistry(aliases={"champion": "1", "previous": "3"})
+    real = registry._apply
+    calls: list[str] = []
+
+    def crash_on_second(client_, name, alias, version) -> None:
+        calls.append(alias)
+        if len(calls) == 2:
+            raise Crash()
+        real(client_, name, alias, version)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(registry, "_apply", crash_on_second)
+        with pytest.raises(Crash):
+            move(client, engine, action="promote")
+    assert client.aliases == {"champion": "1", "previous": "1"}  # half-way
+    move(client, engine, alias="challenger", version="3", action="canary", run_id="run-b")  # another move of the model
+    assert client.aliases == {"champion": "2", "previous": "1", "challenger": "3"}
+    assert rows(engine) == [("previous", "promote", "3", "1"), ("champion", "promote", "1", "2"),
+                            ("challenger", "canary", None, "3")]
+
+
+def test_a_crashed_move_overtaken_by_an_external_one_is_abandoned_and_the_move_reported(engine, monkeypatch) -> None:
+    client = FakeRegistry(aliases={"champion": "1"})
+    with monkeypatch.context() as patch:
+        patch.setattr(registry, "_apply", lambda *a: (_ for _ in ()).throw(Crash()))
+        with pytest.raises(Crash):
+            move(client, engine, alias="challenger", version="2", action="canary")
+    client.aliases["challenger"] = "3"  # someone sets it in MLflow meanwhile
+    result = reconcile.reconcile(client, engine, name=NAME, run_id="reconcile-1", at=AT)
+    assert [i.status for i in intents.history(engine, NAME)] == ["abandoned"]
+    assert result.external == ({"alias": "champion", "from_version": None, "to_version": "1"},
+                               {"alias": "challenger", "from_version": None, "to_version": "3"})
+    assert client.aliases == {"champion": "1", "challenger": "3"}  # the reconciler never moves an external alias
+
+
+def test_a_failed_undo_says_where_each_alias_is_and_records_undo_failed(engine) -> None:
+    client = FakeRegistry(aliases={"champion": "1", "previous": "3"})
+    reconcile.reconcile(client, engine, name=NAME, run_id="baseline", at=AT)  # the fixture's aliases, audited
+    # MLflow goes away after the first write: the champion move and the undo of previous both fail
+    client.fail = lambda op, alias, version: op == "set_alias" and len(client.writes) >= 1
+    with pytest.raises(registry.AliasMoveError) as failed:
+        move(client, engine, action="promote")
+    message = str(failed.value)
+    assert "was undone" not in message and "could NOT be undone" in message
+    assert "previous is on 1 (moved from 3, could not be put back)" in message
+    assert "champion is on 1 (not moved" in message
+    assert client.aliases == {"champion": "1", "previous": "1"}
+    assert rows(engine)[-1] == ("previous", "undo_failed", "3", "1")  # the audit says what stands
+    (intent,) = intents.history(engine, NAME)
+    assert intent.status == "undo_failed" and "could NOT be undone" in (intent.detail or "")
+    client.fail = lambda op, alias, version: False
+    assert reconcile.reconcile(client, engine, name=NAME, run_id="r", at=AT).in_agreement  # audit == MLflow
+    move(client, engine, action="promote")  # the retry plans again from where the aliases are
+    assert client.aliases == {"champion": "2", "previous": "1"}
+    assert rows(engine)[-1] == ("champion", "promote", "1", "2")
+
+
+def test_an_external_move_is_recorded_and_alerted_once(engine) -> None:
+    client = FakeRegistry(aliases={})
+    move(client, engine, version="1", action="assign")
+    client.aliases["champion"] = "3"  # straight through MLflow's API
+    alerts: list = []
+    result = reconcile.reconcile(client, engine, name=NAME, run_id="monitoring/scheduled__1", at=AT,
+                                 notify=alerts.append)
+    assert result.external == ({"alias": "champion", "from_version": "1", "to_version": "3"},)
+    (alert,) = alerts
+    assert (alert.kind, alert.severity) == ("external_alias_move", "critical")
+    assert "champion: audited version 1 → version 3 in MLflow" in alert.text
+    (external,) = [r for r in aliases.history(engine, NAME) if r.action == "external"]
+    assert (external.alias, external.from_version, external.to_version, external.actor) == (
+        "champion", "1", "3", "autoretrain.reconciler")
+    again = reconcile.reconcile(client, engine, name=NAME, run_id="monitoring/scheduled__2", at=AT,
+                                notify=alerts.append)
+    assert again.in_agreement and len(alerts) == 1  # recorded now: not reported again
+
+
+def test_first_champion_is_decided_under_the_lock(engine) -> None:
+    """Two first trainings at once: the second reads the champion the first made (threads, one SQLite file)."""
+    client = FakeRegistry(versions=("1", "2"))
+    slow_reads = threading.Barrier(2, timeout=5)
+
+    def read_alias(name: str, alias: str, _real=client.get_model_version_by_alias) -> ModelVersion:
+        if alias == "champion":
+            try:  # without the lock both threads would be here at once and both see no champion
+                slow_reads.wait(timeout=0.5)
+            except threading.BrokenBarrierError:
+                pass
+        return _real(name, alias)
+
+    client.get_model_version_by_alias = read_alias  # type: ignore[method-assign]
+    results: dict[str, registry.Assignment] = {}
+
+    def train(version: str) -> None:
+        results[version] = registry.assign_version(client, engine, name=NAME, version=version,
+                                                   actor="test:training", run_id=f"training/run-{version}", at=AT)
+
+    threads = [threading.Thread(target=train, args=(v,)) for v in ("1", "2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(r.alias for r in results.values()) == ["challenger", "champion"]
+    champion = next(v for v, r in results.items() if r.alias == "champion")
+    assert client.aliases["champion"] == champion and client.aliases["challenger"] != champion
+    assert sorted(a for a, *_ in rows(engine)) == ["challenger", "champion"]
 
 
 def test_bad_previous_mode_is_refused(engine) -> None:

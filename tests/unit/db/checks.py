@@ -24,12 +24,17 @@ T0 = datetime(2026, 2, 27, 9, 30, 15, 250000, tzinfo=UTC)
 INDEXES_0002 = {("prediction_log", "ix_prediction_log_model_role_created"),
                 ("drift_windows", "ix_drift_windows_model_end")}
 
-#: tables later revisions add (0005: the alert cool-down claims), filled from the rows of the others
-NEW_TABLES = {"alert_cooldown"}
+#: the revision this code needs, and the tables revisions after 0001 added (no legacy database has them)
+HEAD, BEFORE_HEAD = "0005", "0004"
+#: 0003: model_artifacts (what AutoRetrain vetted), 0004: alias_intents (moves written ahead), 0005: alert_cooldown
+LATER_TABLES = {"model_artifacts", "alias_intents", "alert_cooldown"}
+LATER_INDEXES = {("alias_intents", "ix_alias_intents_idempotency_key"),
+                 ("alias_intents", "ix_alias_intents_model_status")}
+#: what a database at 0001 (or made before migrations) lacks compared with head
+MISSING_AT_0001 = sorted([*(("add_index", *index) for index in INDEXES_0002 | LATER_INDEXES),
+                          *(("add_table", t) for t in LATER_TABLES)])
 #: what revision 0005 derives from ROWS: the newest delivered (sent/logged) alert per dedup key
 COOLDOWN_ROWS = [{"dedup_key": "drift:sms-spam:text_psi", "claimed_at": T0, "claim_id": "alert_log"}]
-#: head and the revision before it (what ``downgrade -1`` reaches)
-HEAD, BEFORE_HEAD = "0005", "0002"
 
 #: table -> rows, without the autoincrement ids (written in this order: ids 1, 2, ...)
 ROWS: dict[str, list[dict[str, Any]]] = {
@@ -92,7 +97,7 @@ def write_legacy_database(url: str) -> None:
     try:
         legacy_schema.create_all(engine)
         tables = {t.name: t for t in legacy_schema.TABLES}
-        assert set(tables) == set(ROWS) == set(schema.metadata.tables) - NEW_TABLES, "every table gets rows"
+        assert set(tables) == set(ROWS) == set(schema.metadata.tables) - LATER_TABLES, "every table gets rows"
         with engine.begin() as conn:
             for name, rows in ROWS.items():
                 conn.execute(tables[name].insert(), rows)
@@ -103,7 +108,7 @@ def write_legacy_database(url: str) -> None:
 def stored_rows(engine: Engine) -> dict[str, list[dict[str, Any]]]:
     """Every row of every table, ordered by key, datetimes in UTC (SQLite hands back naive ones)."""
     out = {}
-    present = set(sa.inspect(engine).get_table_names())  # a downgrade leaves the later tables out
+    present = set(sa.inspect(engine).get_table_names())  # at 0001 the later tables do not exist yet
     with engine.connect() as conn:
         for name, table in schema.metadata.tables.items():
             if name not in present:
@@ -193,8 +198,7 @@ def legacy_database_is_adopted(url: str) -> None:
     try:
         assert migrate.current(url) is None
         # the legacy tables are 0001's exactly: only the two indexes of 0002 and the later tables are missing
-        assert sorted(differences(engine)) == sorted([("add_index", *index) for index in INDEXES_0002]
-                                                     + [("add_table", name) for name in NEW_TABLES])
+        assert sorted(differences(engine)) == MISSING_AT_0001
         with pytest.raises(migrate.SchemaOutOfDate, match=r"at revision none \(tables made before migrations\)"):
             migrate.check_schema(engine)
         assert migrate.upgrade(url) == migrate.Migrated(before=None, after=HEAD)
@@ -207,27 +211,25 @@ def legacy_database_is_adopted(url: str) -> None:
 
 
 def downgrade_keeps_rows_and_upgrades_again(url: str) -> None:
-    """(c) head -> the revision before (-1) -> 0001, keeping every row at each step; upgrading again is head."""
+    """(c) head -> -1 -> 0001 drops what came later (0002's indexes, the later tables), keeping every row; up again."""
     write_legacy_database(url)
     engine = make_engine(url)
     try:
         migrate.upgrade(url)
         migrate.check_schema(engine)  # remembered as at head ...
         assert migrate.downgrade(url, "-1") == migrate.Migrated(before=HEAD, after=BEFORE_HEAD)
-        with pytest.raises(migrate.SchemaOutOfDate) as refused:  # ... and forgotten by the downgrade
-            migrate.check_schema(engine)
-        assert str(refused.value) == (f"database {redacted(url)} is at revision {BEFORE_HEAD}, this code needs "
-                                      f"{HEAD}: run `autoretrain db upgrade`")
-        assert sorted(differences(engine)) == sorted(("add_table", name) for name in NEW_TABLES)
+        assert sorted(differences(engine)) == [("add_table", "alert_cooldown")]
         assert_rows_kept(engine)
         assert migrate.downgrade(url, "0001") == migrate.Migrated(before=BEFORE_HEAD, after="0001")
+        with pytest.raises(migrate.SchemaOutOfDate) as refused:  # ... and forgotten by the downgrade
+            migrate.check_schema(engine)
+        assert str(refused.value) == (f"database {redacted(url)} is at revision 0001, this code needs {HEAD}: "
+                                      "run `autoretrain db upgrade`")
         assert not INDEXES_0002 & index_names(engine)
-        assert sorted(differences(engine)) == sorted([("add_index", *index) for index in INDEXES_0002]
-                                                     + [("add_table", name) for name in NEW_TABLES])
+        assert sorted(differences(engine)) == MISSING_AT_0001
         assert_rows_kept(engine)
         assert migrate.upgrade(url) == migrate.Migrated(before="0001", after=HEAD)
         assert_rows_kept(engine)
-        assert stored_rows(engine)["alert_cooldown"] == COOLDOWN_ROWS
         assert_at_head(url, engine)
     finally:
         engine.dispose()

@@ -44,12 +44,16 @@ def test_upgrade_current_downgrade_history(url) -> None:
     assert db("current") == (0, f"{url}: 0005 (head)\n")
     done = autoretrain("db", "current", "--database-url", url)  # the option after the sub-command works too
     assert (done.returncode, done.stdout) == (0, f"{url}: 0005 (head)\n")
-    assert db("downgrade", "-1") == (0, f"{url}: 0005 -> 0002\n")
-    assert migrate.current(url) == "0002"
+    assert db("downgrade", "0001") == (0, f"{url}: 0005 -> 0001\n")
+    assert migrate.current(url) == "0001"
     assert db("history") == (0, "base -> 0001: Adopt the schema of the code before migrations: six tables and the "
                                 "alias_audit append-only triggers.\n0001 -> 0002: Composite indexes for the "
                                 "hot queries: a model's served predictions in a time range, its latest windows.\n"
-                                "0002 -> 0005 (head): The alert cool-down claim: one row per ``dedup_key``, claimed "
+                                "0002 -> 0003: The table ``model_artifacts``: each model version AutoRetrain "
+                                "registered, its digest and HMAC.\n"
+                                "0003 -> 0004: Write-ahead intents of alias moves: ``alias_intents`` (a move is "
+                                "committed here before MLflow is touched).\n"
+                                "0004 -> 0005 (head): The alert cool-down claim: one row per ``dedup_key``, claimed "
                                 "by a conditional write.\n")
 
 

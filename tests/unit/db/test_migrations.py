@@ -76,15 +76,18 @@ def test_history_and_head() -> None:
     revisions = migrate.history()
     assert [(r.revision, r.down_revision, r.is_head) for r in revisions] == [("0001", None, False),
                                                                                ("0002", "0001", False),
-                                                                               ("0005", "0002", True)]
+                                                                               ("0003", "0002", False),
+                                                                               ("0004", "0003", False),
+                                                                               ("0005", "0004", True)]
     assert revisions[0].doc.startswith("Adopt the schema of the code before migrations")
     assert migrate.head() == "0005"
 
 
 def test_metadata_holds_every_table_once() -> None:
-    assert sorted(schema.metadata.tables) == ["alert_cooldown", "alert_log", "alias_audit", "drift_windows",
-                                              "prediction_feedback", "prediction_log", "serving_routing"]
-    assert sorted(set(schema.metadata.tables) - checks.NEW_TABLES) == sorted(t.name for t in legacy_schema.TABLES)
+    assert sorted(schema.metadata.tables) == ["alert_cooldown", "alert_log", "alias_audit", "alias_intents",
+                                              "drift_windows", "model_artifacts", "prediction_feedback",
+                                              "prediction_log", "serving_routing"]
+    assert sorted(set(schema.metadata.tables) - checks.LATER_TABLES) == sorted(t.name for t in legacy_schema.TABLES)
 
 
 # ------------------------------------------------------------------------------------ the check
@@ -108,8 +111,8 @@ def test_a_database_ahead_of_the_code_is_refused(url) -> None:
     migrate.upgrade(url)
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text(f"UPDATE {migrate.VERSION_TABLE} SET version_num = '0003'"))
-    with pytest.raises(migrate.SchemaOutOfDate, match=r"at revision 0003, which this code does not know \(it "
+        conn.execute(sa.text(f"UPDATE {migrate.VERSION_TABLE} SET version_num = '0099'"))
+    with pytest.raises(migrate.SchemaOutOfDate, match=r"at revision 0099, which this code does not know \(it "
                                                       r"needs 0005\)"):
         migrate.check_schema(engine)
     engine.dispose()

@@ -53,7 +53,7 @@ AIRFLOW_COMMON = {
     "AIRFLOW_CONFIG": "/opt/autoretrain/airflow.cfg",
     "AUTORETRAIN_HOME": "/opt/autoretrain",
     "MLFLOW_TRACKING_URI": "http://mlflow:5000",
-    "AUTORETRAIN_DATABASE_URL": "postgresql+psycopg2://autoretrain_app:change-me@postgres:5432/autoretrain",
+    "AUTORETRAIN_DATABASE_URL": "postgresql+psycopg2://autoretrain_tasks:change-me@postgres:5432/autoretrain",
     "AIRFLOW__CORE__AUTH_MANAGER": "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager",
     "AUTORETRAIN_ARTIFACT_STORE_URI": "s3://autoretrain/artifacts",
     "MLFLOW_S3_ENDPOINT_URL": "http://minio:9000",
@@ -409,7 +409,8 @@ def test_every_env_example_variable_is_used(raw: dict[str, Any], env_example: di
 def test_compose_refuses_to_start_without_the_secrets(raw: dict[str, Any], env_example: dict[str, str]) -> None:
     for secret in ("POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "MINIO_ROOT_PASSWORD",
                    "AUTORETRAIN_FEEDBACK_TOKEN", "AUTORETRAIN_ADMIN_TOKEN", "AUTORETRAIN_ROUTING_SALT",
-                   "SERVING_DB_PASSWORD", "PREDICTION_S3_SECRET_KEY"):
+                   "APP_DB_PASSWORD", "TASKS_DB_PASSWORD", "SERVING_DB_PASSWORD",
+                   "PREDICTION_S3_SECRET_KEY"):
         with pytest.raises(KeyError, match=secret):
             interpolate(raw, {k: v for k, v in env_example.items() if k != secret})
 
@@ -445,7 +446,10 @@ def test_autoretrain_commands_parse(project_services: dict[str, dict[str, Any]])
 
     argvs = [argv for service in project_services.values() for argv in service_commands(service)
              if argv[0] == "autoretrain"]
-    assert sorted(argvs) == [["autoretrain", "db", "upgrade"], ["autoretrain", "serve"]]
+    assert sorted(argvs) == [["autoretrain", "db", "--database-url", "$DB_OWNER_URL", "grant", "autoretrain_serving"],
+                             ["autoretrain", "db", "--database-url", "$DB_OWNER_URL", "grant", "autoretrain_tasks"],
+                             ["autoretrain", "db", "--database-url", "$DB_OWNER_URL", "upgrade"],
+                             ["autoretrain", "serve"]]
     for argv in argvs:
         try:
             build_parser().parse_args(argv[1:])
@@ -459,7 +463,14 @@ def test_airflow_init_migrates_autoretrains_database_before_anything_uses_it(raw
                                                                            stack: dict[str, Any]) -> None:
     init = stack["services"]["airflow-init"]
     commands = list(service_commands(init))
-    assert ["autoretrain", "db", "upgrade"] in commands and ["airflow", "db", "migrate"] in commands
+    assert ["airflow", "db", "migrate"] in commands
+    # as the tables' owner, then the tasks' and the service's roles get their grants (deploy/postgres/roles.sql)
+    upgrade = commands.index(["autoretrain", "db", "--database-url", "$DB_OWNER_URL", "upgrade"])
+    grants = [["autoretrain", "db", "--database-url", "$DB_OWNER_URL", "grant", role]
+              for role in ("autoretrain_tasks", "autoretrain_serving")]
+    assert commands[upgrade + 1:upgrade + 3] == grants
+    assert init["environment"]["DB_OWNER_URL"] == (
+        "postgresql+psycopg2://autoretrain_app:change-me@postgres:5432/autoretrain")
     assert init["restart"] == "no" and init["command"][:2] == ["bash", "-c"]
     assert init["command"][2].lstrip().startswith("set -euo pipefail"), "a failed upgrade must fail airflow-init"
     url = stack["x-airflow-common"]["environment"]["AUTORETRAIN_DATABASE_URL"]

@@ -73,7 +73,7 @@ def _settings(tmp_path, **changes) -> Settings:
               "admin_token": TOKEN, "feedback_token": FEEDBACK_TOKEN, "routing_salt": SALT,
               "state_dir": str(tmp_path / "state"),
               "reload_interval_seconds": 60.0, "max_message_chars": 50, "max_batch_messages": 4,
-              "log_flush_seconds": 0.05, "state_dir": str(tmp_path / "state"), **changes}
+              "log_flush_seconds": 0.05, **changes}
     return Settings(**values)
 
 

@@ -10,7 +10,7 @@ The upgrade fills the table from ``alert_log`` (the newest ``sent``/``logged`` r
 cool-down running at upgrade time goes on; the downgrade drops the table (the log keeps the rows).
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 Create Date: 2026-12-01
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0002"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
