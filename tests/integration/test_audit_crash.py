@@ -57,12 +57,13 @@ def register(settings: Settings, n: int) -> list[str]:
     experiment = tracking.ensure_experiment(client, settings.experiment_name)
     pipe = build_pipeline(ComplementNB()).fit(pd.DataFrame({"text": TEXTS}), LABELS)
     versions = []
-    for _ in range(n):
-        with mlflow.start_run(experiment_id=experiment) as run:
-            info = mlflow.sklearn.log_model(pipe, name="model", pip_requirements=pinned_requirements(),
-                                            skops_trusted_types=list(SKOPS_TRUSTED_TYPES))
-        versions.append(registry.register_version(client, name=settings.model_name, model_uri=info.model_uri,
-                                                  run_id=run.info.run_id).version)
+    with audit.engine_for(settings) as engine:
+        for _ in range(n):
+            with mlflow.start_run(experiment_id=experiment) as run:
+                info = mlflow.sklearn.log_model(pipe, name="model", pip_requirements=pinned_requirements(),
+                                                skops_trusted_types=list(SKOPS_TRUSTED_TYPES))
+            versions.append(registry.register_version(client, name=settings.model_name, model_uri=info.model_uri,
+                                                      run_id=run.info.run_id, engine=engine).version)
     return versions
 
 
