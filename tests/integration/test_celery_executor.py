@@ -22,7 +22,6 @@ load average above 10 from other test runs the same module took up to 6.5 minute
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import secrets
@@ -228,15 +227,16 @@ def forget_queue(broker_url: str, queue: str) -> None:
 
 
 def airflow_init(env: dict[str, str]) -> str:
-    """What compose's airflow-init does: migrate Airflow's and AutoRetrain's databases, write the admin's password."""
-    for command in (["airflow", "db", "migrate"], ["autoretrain", "db", "upgrade"]):
-        migrate = subprocess.run([str(BIN / command[0]), *command[1:]], env=env, capture_output=True, text=True,
-                                 timeout=240)
-        assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
-    passwords = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
-    passwords.parent.mkdir(parents=True, exist_ok=True)
+    """What compose's airflow-init does: migrate Airflow's (with the FAB auth manager's tables) and
+    AutoRetrain's databases, then create the Airflow admin user (the role grants need compose's roles)."""
     password = dotenv_value("AIRFLOW_ADMIN_PASSWORD")
-    passwords.write_text(json.dumps({DOTENV["AIRFLOW_ADMIN_USER"]: password}) + "\n")
+    user = DOTENV["AIRFLOW_ADMIN_USER"]
+    create_admin = ["airflow", "users", "create", "--username", user, "--password", password, "--role", "Admin",
+                    "--firstname", "Airflow", "--lastname", "Admin", "--email", f"{user}@autoretrain.invalid"]
+    for command in (["airflow", "db", "migrate"], ["autoretrain", "db", "upgrade"], create_admin):
+        done = subprocess.run([str(BIN / command[0]), *command[1:]], env=env, capture_output=True, text=True,
+                              timeout=240)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return password
 
 

@@ -6,6 +6,7 @@ Each refusal is :class:`SchemaOutOfDate` with the same one line, naming the data
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from autoretrain.training.steps import labelled_feedback
 from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent
+TOKEN = secrets.token_urlsafe(32)  # a weak token would stop the start before the schema check
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
@@ -33,7 +35,7 @@ def behind(tmp_path) -> Settings:
     """Settings on a database migrated to 0001 only (the code needs 0005)."""
     url = f"sqlite:///{tmp_path / 'autoretrain.db'}"
     migrate.upgrade(url, "0001")
-    return Settings(database_url=url, model_name="sms", api_token="t", state_dir=str(tmp_path / "state"))
+    return Settings(database_url=url, model_name="sms", api_token=TOKEN, state_dir=str(tmp_path / "state"))
 
 
 def line(settings: Settings, revision: str = "0001") -> str:
@@ -53,7 +55,7 @@ def test_the_service_does_not_start_on_a_database_behind(behind) -> None:
 
 def test_python_m_autoretrain_serving_exits_with_the_one_line(behind, tmp_path) -> None:
     port = free_port()
-    env = {**os.environ, "AUTORETRAIN_DATABASE_URL": behind.database_url, "AUTORETRAIN_API_TOKEN": "t",
+    env = {**os.environ, "AUTORETRAIN_DATABASE_URL": behind.database_url, "AUTORETRAIN_API_TOKEN": TOKEN,
            "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}  # never reached: the check comes first
     done = subprocess.run([sys.executable, "-m", "autoretrain.serving", "--host", "127.0.0.1", "--port", str(port)],
                           env=env, capture_output=True, text=True, timeout=120)
