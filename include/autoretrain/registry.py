@@ -178,22 +178,46 @@ def register_version(client: MlflowClient, *, name: str, model_uri: str, run_id:
         version = str(mv.version)
     else:  # registered, but a previous attempt died before recording it
         version = existing.version
-    with tempfile.TemporaryDirectory(prefix="autoretrain-register-") as tmp:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp)
-        sha = tree_sha256(local)
-        load_model_dir(local, what=f"{name} version {version}")  # vetting: refuses what a load would refuse
-    try:
-        artifacts.record(engine, model_name=name, version=version, run_id=run_id, sha256=sha, key=key,
-                         registered_by=registered_by)
-    except ValueError as err:
-        raise ModelIntegrityError(f"{name} version {version}: {err}; its artifact changed between two "
-                                  "registration attempts, refusing it") from err
-    client.set_model_version_tag(name, version, lineage.SHA256, sha)  # a copy for people; not the authority
+    sha = _vet_and_record(client, engine, name=name, version=version, run_id=run_id, key=key,
+                          by=registered_by).sha256
     for tag, value in (tags or {}).items():
         client.set_model_version_tag(name, version, tag, str(value))
     log.info("registered %s version %s (sha256 %s..., recorded in model_artifacts) from %s", name, version,
              sha[:12], model_uri)
     return dataclasses.replace(get_version(client, name, version), sha256=sha)
+
+
+def _vet_and_record(client: MlflowClient, engine: Engine, *, name: str, version: str, run_id: str, key: str,
+                    by: str) -> artifacts.ArtifactRecord:
+    """Download version ``version``, vet it (what a load would refuse) and record its digest."""
+    with tempfile.TemporaryDirectory(prefix="autoretrain-register-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp)
+        sha = tree_sha256(local)
+        load_model_dir(local, what=f"{name} version {version}")  # vetting: refuses what a load would refuse
+    try:
+        record = artifacts.record(engine, model_name=name, version=version, run_id=run_id, sha256=sha, key=key,
+                                  registered_by=by)
+    except ValueError as err:
+        raise ModelIntegrityError(f"{name} version {version}: {err}; its artifact changed between two "
+                                  "registration attempts, refusing it") from err
+    client.set_model_version_tag(name, version, lineage.SHA256, sha)  # a copy for people; not the authority
+    return record
+
+
+def vet_version(client: MlflowClient, engine: Engine, *, name: str, version: str, key: str, vetted_by: str,
+                ) -> artifacts.ArtifactRecord:
+    """A person vouches for a version AutoRetrain has no record of (``autoretrain vet``), e.g. one
+    registered before revision 0003: it is vetted exactly as at registration (skops, the project's
+    types only) and recorded as ``vetted_by``. A version already recorded is left as it is."""
+    done = artifacts.find(engine, name, version)
+    if done is not None:
+        log.info("%s version %s is already recorded (by %s)", name, version, done.registered_by)
+        return done
+    mv = client.get_model_version(name, version)
+    record = _vet_and_record(client, engine, name=name, version=version, run_id=mv.run_id or "", key=key,
+                             by=vetted_by)
+    log.info("%s version %s vetted and recorded in model_artifacts (by %s)", name, version, vetted_by)
+    return record
 
 
 def _version_of_run(client: MlflowClient, name: str, run_id: str) -> ModelRef | None:
@@ -599,7 +623,8 @@ def verified_record(engine: Engine, name: str, version: str, *, key: str) -> art
     record = artifacts.find(engine, name, version)
     if record is None:
         raise ModelIntegrityError(f"{name} version {version} was not registered by AutoRetrain (no model_artifacts "
-                                  "record); refusing to load it")
+                                  "record); refusing to load it (to vouch for it: `autoretrain vet "
+                                  f"{version} --by NAME`)")
     if not artifacts.signature_ok(record, key):
         raise ModelIntegrityError(f"{name} version {version}: its model_artifacts record does not verify under "
                                   "integrity_key (HMAC missing or wrong); refusing to load it")

@@ -314,3 +314,41 @@ def test_a_fresh_start_serves_the_last_known_good_copy(stack, service, start_ser
     _eventually(lambda: "the last-known-good champion was refused" in broken.log.read_text(),
                 what="the refusal of the changed copy")
     assert broken.http.get("/ready").status_code == 503
+
+
+# ------------------------------------------------------------------- a version from before 0003
+def _vet(stack: Stack, version: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AUTORETRAIN_DATABASE_URL": stack.db_url, "AUTORETRAIN_INTEGRITY_KEY": KEY,
+           "AUTORETRAIN_STATE_DIR": str(stack.state_dir)}
+    return subprocess.run([sys.executable, "-m", "autoretrain.cli.main", "--tracking-uri", stack.mlflow_uri,
+                           "--model-name", stack.name, "vet", version, "--by", "ops-oncall"],
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_version_registered_before_the_records_loads_only_once_a_person_vets_it(stack):
+    """Upgrading to 0003 leaves older versions without a record: `autoretrain vet` vets and records one."""
+    pipeline = build_pipeline(ComplementNB(alpha=0.7)).fit(pd.DataFrame({"text": TEXTS}), LABELS)
+    _, uri = _log_model(stack, pipeline, skops_trusted_types=list(SKOPS_TRUSTED_TYPES))
+    version = str(mlflow.register_model(uri, stack.name).version)  # as main registered before revision 0003
+    with pytest.raises(registry.ModelIntegrityError, match="not registered by AutoRetrain"):
+        registry.load_verified(stack.client, stack.name, version, engine=stack.engine, key=KEY)
+    done = _vet(stack, version)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = artifacts.find(stack.engine, stack.name, version)
+    assert record is not None and record.registered_by == "vetted by ops-oncall"
+    model, ref = registry.load_verified(stack.client, stack.name, version, engine=stack.engine, key=KEY)
+    assert ref.version == version and list(model.predict(pd.DataFrame({"text": TEXTS[:4]}))) == list(
+        pipeline.predict(pd.DataFrame({"text": TEXTS[:4]})))
+    assert _vet(stack, version).returncode == 0  # again: the record stays as it was
+    assert artifacts.find(stack.engine, stack.name, version) == record
+
+
+def test_vetting_refuses_what_registration_refuses(stack):
+    hostile = Pipeline([("run", FunctionTransformer(func=os.system))])
+    trusting = ["posix.system", "sklearn.preprocessing._function_transformer.FunctionTransformer"]
+    _, uri = _log_model(stack, hostile, skops_trusted_types=trusting)
+    version = str(mlflow.register_model(uri, stack.name).version)
+    done = _vet(stack, version)
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert "types outside AutoRetrain's trusted list" in done.stderr and "Traceback" not in done.stderr
+    assert artifacts.find(stack.engine, stack.name, version) is None

@@ -9,6 +9,7 @@
     autoretrain audit reconcile            MLflow's aliases against the audit (external moves: alert, exit 1)
     autoretrain serve [--host H] [--port P]   the prediction service on models:/<name>@champion
     autoretrain models                     versions and aliases of the registered model
+    autoretrain vet VERSION --by NAME      vouch for a version AutoRetrain has no record of (vetted, recorded)
     autoretrain db upgrade|downgrade|current|history   AutoRetrain's database migrations
     autoretrain maintenance purge [--dry-run]   retention: old rows, old texts, old snapshots
     autoretrain settings                   the effective settings (file + environment)
@@ -82,6 +83,27 @@ def cmd_models(args: argparse.Namespace) -> int:
                     "another one; `make demo` and `make up` use this checkout's store)", settings.model_name,
                     redact_uri(store))
     print(json.dumps({"model": settings.model_name, "tracking_uri": redact_uri(store), "versions": rows}, indent=2))
+    return 0
+
+
+def cmd_vet(args: argparse.Namespace) -> int:
+    """Vet a registered version AutoRetrain has no ``model_artifacts`` record of and record it (ADR 0007)."""
+    from autoretrain import registry, tracking
+    from autoretrain.db.engine import database_url, make_engine
+    from autoretrain.db.migrate import check_schema
+
+    settings = _settings(args)
+    engine = make_engine(database_url(settings))
+    try:
+        check_schema(engine)
+        record = registry.vet_version(tracking.client_for(settings), engine, name=settings.model_name,
+                                      version=str(args.version), key=settings.integrity_key,
+                                      vetted_by=f"vetted by {args.by}")
+    finally:
+        engine.dispose()
+    print(json.dumps({"model": record.model_name, "version": record.version, "sha256": record.sha256,
+                      "registered_by": record.registered_by, "registered_at": record.registered_at.isoformat()},
+                     indent=2))
     return 0
 
 
@@ -214,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="registered versions and aliases").set_defaults(func=cmd_models)
     sub.add_parser("settings", help="print the effective settings").set_defaults(func=cmd_settings)
+    vet = sub.add_parser("vet", help="vouch for a registered version AutoRetrain has no record of (e.g. one "
+                                     "registered before revision 0003): vetted as at registration, then recorded")
+    vet.add_argument("version", help="the version number")
+    vet.add_argument("--by", required=True, help="who vouches for it (recorded as registered_by)")
+    vet.set_defaults(func=cmd_vet)
     return parser
 
 

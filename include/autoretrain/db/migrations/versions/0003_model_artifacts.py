@@ -2,9 +2,10 @@
 
 The SHA-256 that loads were checked against was an MLflow tag, writable by anyone who can write
 to MLflow. This table, in AutoRetrain's own database, is the authority instead (ADR 0007): a
-version without a row never loads. Nothing is backfilled: versions registered before this
-revision have no row and are refused: train again (the serving keeps its last-known-good copy
-only once it has loaded a version with a row).
+version without a row never loads. Nothing is backfilled from MLflow (its tags are what an
+attacker could write): versions registered before this revision have no row and are refused until
+a person vouches for one with ``autoretrain vet VERSION --by NAME`` (vetted as at registration)
+or it is trained again.
 
 Revision ID: 0003
 Revises: 0002
