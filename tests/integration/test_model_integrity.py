@@ -169,14 +169,16 @@ def start_service(stack) -> Iterator[Callable[..., Service]]:
         return service
 
     yield start
-    for service in started:
+    for service in started:  # all at once: each may take its whole grace period to stop
         service.http.close()
         if service.proc.poll() is None:
             service.proc.terminate()
-            try:
-                service.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                service.proc.kill()
+    for service in started:
+        try:
+            service.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            service.proc.kill()
+            service.proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
