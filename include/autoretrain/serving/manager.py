@@ -98,10 +98,15 @@ class ModelManager:
         self._thread = threading.Thread(target=self._run, name="model-poller", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop polling. A poll stuck in MLflow's retries (MLflow down) is abandoned after ``timeout``:
+        the thread is a daemon and swaps state atomically, so nothing is lost, and shutdown stays
+        inside the container's grace period (it waited up to 30 s here before)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=timeout)
+            if self._thread.is_alive():
+                log.info("model poller still inside a registry call after %.0f s; left behind (daemon)", timeout)
 
     def _run(self) -> None:
         self._start_from_last_good()
