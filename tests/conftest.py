@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,6 +147,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def eventually(check: Callable[[], Any], *, what: str, timeout: float = 30.0, interval: float = 0.2) -> Any:
+    """The first truthy ``check()``, polled every ``interval`` s; AssertionError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
+        time.sleep(interval)
+    return value
 
 
 def wait_http(url: str, *, timeout: float = 90.0, proc: subprocess.Popen | None = None) -> None:

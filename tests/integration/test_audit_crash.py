@@ -32,7 +32,8 @@ from autoretrain.promotion import rollout
 from autoretrain.training.families import build_pipeline
 from autoretrain.training.steps import SKOPS_TRUSTED_TYPES, pinned_requirements
 from tests.conftest import ROOT, migrated
-from tests.integration.test_promotion_rollout import FaultProxy
+from tests.integration.test_promotion_rollout import FaultProxy, audit_rows
+from tests.integration.test_promotion_rollout import aliases as mlflow_aliases
 
 pytestmark = pytest.mark.integration
 
@@ -65,17 +66,6 @@ def register(settings: Settings, n: int) -> list[str]:
             versions.append(registry.register_version(client, name=settings.model_name, model_uri=info.model_uri,
                                                       run_id=run.info.run_id, engine=engine).version)
     return versions
-
-
-def mlflow_aliases(settings: Settings) -> dict[str, str]:
-    client = tracking.client_for(settings)
-    return {a: str(v) for a, v in client.get_registered_model(settings.model_name).aliases.items()}
-
-
-def audit_rows(settings: Settings) -> list[tuple[str, str, str | None, str | None]]:
-    with audit.engine_for(settings) as engine:
-        return [(r.alias, r.action, r.from_version, r.to_version)
-                for r in reversed(audit.history(engine, settings.model_name))]
 
 
 def audited(settings: Settings) -> dict[str, str]:

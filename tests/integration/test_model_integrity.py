@@ -17,6 +17,7 @@ and a fresh start serves the verified last-known-good copy.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import subprocess
@@ -47,7 +48,9 @@ from autoretrain.config import Settings, load_settings
 from autoretrain.db.engine import make_engine
 from autoretrain.training.families import build_pipeline
 from autoretrain.training.steps import SKOPS_TRUSTED_TYPES, pinned_requirements
-from tests.conftest import SESSION_TMP, free_port, migrated, wait_http
+from tests.conftest import SESSION_TMP, eventually, free_port, migrated, wait_http
+
+_eventually = functools.partial(eventually, timeout=60.0)  # this module's polling
 
 pytestmark = pytest.mark.integration
 
@@ -92,17 +95,6 @@ class Service:
 
     def failures(self) -> list[dict[str, Any]]:
         return list(self.http.get("/models/current").json()["recent_failures"])
-
-
-def _eventually(check: Callable[[], Any], *, what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s")
-        time.sleep(0.2)
 
 
 def _log_model(stack: Stack, pipeline: Any, **kwargs: Any) -> tuple[str, str]:

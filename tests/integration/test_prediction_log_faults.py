@@ -8,15 +8,14 @@ database: 0 lost (issue 12, finding 5).
 
 from __future__ import annotations
 
+import functools
 import re
 import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -24,9 +23,11 @@ import sqlalchemy as sa
 
 from autoretrain.db.engine import make_engine
 from autoretrain.db.schema import predictions
-from tests.conftest import ROOT, SESSION_TMP, _admin_execute, migrated
+from tests.conftest import ROOT, SESSION_TMP, _admin_execute, eventually, migrated
 from tests.integration import test_serving
 from tests.integration.test_serving import Service
+
+_eventually = functools.partial(eventually, interval=0.1)  # this module's polling
 
 pytestmark = pytest.mark.integration
 models, start_service = test_serving.models, test_serving.start_service  # its fixtures, shared here
@@ -81,15 +82,6 @@ def _predict(service: Service, count: int, prefix: str) -> list[str]:
         assert response.status_code == 200, response.text
         ids.append(response.json()["request_id"])
     return ids
-
-
-def _eventually(check: Callable[[], Any], *, timeout: float = 30.0, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s")
-        time.sleep(0.1)
-    return value
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from autoretrain.serving import prediction_log
 from autoretrain.serving.routing import RoutingConfig, choose
 from autoretrain.training.families import build_pipeline, get_family
 from autoretrain.training.steps import SKOPS_TRUSTED_TYPES, pinned_requirements
-from tests.conftest import SESSION_TMP, free_port, migrated, share_model_records, wait_http
+from tests.conftest import SESSION_TMP, eventually, free_port, migrated, share_model_records, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -156,17 +155,6 @@ def start_service(mlflow_server) -> Iterator[Callable[..., list[Service]]]:
                 service.proc.wait()
 
 
-def _eventually(check: Callable[[], Any], *, timeout: float = 30.0, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s")
-        time.sleep(0.2)
-
-
 def _variants(service: Service, users: list[str]) -> list[tuple[str, str]]:
     """(variant, model_version) per user, through /predict/batch (chunks of 200)."""
     out = []
@@ -213,23 +201,23 @@ def test_routing_switch_reaches_every_process_without_restart(pair, postgres_db)
         put = a.http.put("/admin/routing", headers=AUTH,
                          json={"mode": "ab", "ab_weights": {"champion": 1, "challenger": 3}})
         assert put.status_code == 200 and put.json()["source"] == "override"
-        _eventually(lambda: b.get("/models/current").json()["routing"]["mode"] == "ab", what="B switching to ab")
+        eventually(lambda: b.get("/models/current").json()["routing"]["mode"] == "ab", what="B switching to ab")
         users = [f"ab-user-{i}" for i in range(400)]
         config = RoutingConfig(mode="ab", ab_weights=(("champion", 1), ("challenger", 3)))
         assert [v for v, _ in _variants(b, users)] == [choose(config, u, SALT) for u in users]
 
         assert b.http.put("/admin/routing", headers=AUTH, json={"mode": "shadow"}).status_code == 200
-        _eventually(lambda: a.get("/models/current").json()["routing"]["mode"] == "shadow", what="A in shadow")
+        eventually(lambda: a.get("/models/current").json()["routing"]["mode"] == "shadow", what="A in shadow")
         answer = a.post("/predict", {"message": "URGENT! call 09061701461 to claim your prize"}).json()
         assert (answer["variant"], answer["model_version"]) == ("champion", "1")
         engine = make_engine(a.db_url)
-        rows = _eventually(lambda: _rows_of(engine, answer["request_id"], expect=2), what="the shadow row")
+        rows = eventually(lambda: _rows_of(engine, answer["request_id"], expect=2), what="the shadow row")
         assert sorted((r["variant"], r["model_version"], r["role"]) for r in rows) == [
             ("challenger", "2", "shadow"), ("champion", "1", "served")]
         engine.dispose()
     finally:
         assert a.http.delete("/admin/routing", headers=AUTH).json()["mode"] == "canary"
-        _eventually(lambda: b.get("/models/current").json()["routing"]["mode"] == "canary", what="B back")
+        eventually(lambda: b.get("/models/current").json()["routing"]["mode"] == "canary", what="B back")
     assert (a.proc.pid, b.proc.pid) == pids and a.proc.poll() is None and b.proc.poll() is None
 
 
@@ -259,8 +247,8 @@ def test_alias_move_is_picked_up_and_a_tampered_artifact_is_refused(models, star
     assert service.post("/predict", {"message": "hi"}).json()["model_version"] == "1"
 
     registry.set_alias(client, name, "champion", "2")
-    _eventually(lambda: service.post("/predict", {"message": "hi"}).json()["model_version"] == "2",
-                what="serving version 2 after the alias move")
+    eventually(lambda: service.post("/predict", {"message": "hi"}).json()["model_version"] == "2",
+               what="serving version 2 after the alias move")
     assert service.metric("autoretrain_model_reloads_total", alias="champion", outcome="success") == 2.0
 
     tampered = _register(models.settings, client, models.v1, name)
@@ -276,8 +264,8 @@ def test_alias_move_is_picked_up_and_a_tampered_artifact_is_refused(models, star
             engine.dispose()
     registry.set_alias(client, name, "champion", "3")
 
-    failures = _eventually(lambda: service.get("/models/current").json()["recent_failures"],
-                           what="the failed load of version 3")
+    failures = eventually(lambda: service.get("/models/current").json()["recent_failures"],
+                          what="the failed load of version 3")
     assert [(f["alias"], f["version"]) for f in failures] == [("champion", "3")]
     assert "ModelIntegrityError" in failures[0]["error"] and "SHA-256" in failures[0]["error"]
     assert {service.post("/predict", {"message": "hi"}).json()["model_version"] for _ in range(20)} == {"2"}
