@@ -36,6 +36,8 @@ KNOWN_FAMILIES = ("multinomial_nb", "complement_nb", "logreg", "linear_svm", "sg
 #: paired tests the champion/challenger comparison can require (see autoretrain.promotion.decision)
 COMPARISON_TESTS = ("mcnemar", "bootstrap", "both")
 #: metrics that selection can rank by (see autoretrain.training.evaluation.compute_metrics)
+#: how a challenger that won its comparison (and canary) becomes champion: at once, or after a person approves
+PROMOTION_MODES = ("auto", "approve")
 RANKABLE_METRICS = ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc", "pr_auc", "ece", "brier", "fpr")
 
 
@@ -43,7 +45,8 @@ RANKABLE_METRICS = ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc", "
 #: (connections, stores, Slack, serving, secrets, the data-source policy) comes from the worker only
 RUN_SETTINGS = frozenset({"families", "cv_folds", "data_uri", "accuracy_min", "f1_min", "ece_max", "min_improvement",
                           "significance_level", "promote", "minimum_samples", "max_duplicate_share", "freshness_days",
-                          "drift_consecutive_windows", "canary_minutes", "canary_percent"})
+                          "drift_consecutive_windows", "canary_minutes", "canary_percent", "promotion_mode",
+                          "approval_timeout_hours"})
 #: gates a run may only tighten: "raise" (a run may ask for more) or "lower" (a run may allow less)
 TIGHTEN_ONLY = {"accuracy_min": "raise", "f1_min": "raise", "min_improvement": "raise", "minimum_samples": "raise",
                 "ece_max": "lower", "significance_level": "lower", "max_duplicate_share": "lower"}
@@ -165,6 +168,11 @@ class Settings:
     canary_max_accuracy_drop: float = 0.02  # where feedback exists: champion accuracy - challenger accuracy
     canary_min_labelled: int = 20  # labelled challenger answers needed to judge accuracy
 
+    # --- people in the loop (issue 14): the approval gate, one rollout path, feedback that triggers
+    promotion_mode: str = "auto"  # auto: promote after compare (+ canary); approve: a person decides first
+    approval_timeout_hours: float = 24.0  # no answer within this: the challenger is withdrawn, an alert goes out
+    feedback_retrain_min_labels: int = 200  # new labels since the last feedback event before a retrain starts
+
     # --- retention (issue 12): the daily `maintenance` DAG / `autoretrain maintenance purge`
     # (prediction-log and feedback rows older than retention_days are purged)
     retention_guard_hours: int = 24  # extra age before a row is purged or redacted (runs retried late)
@@ -216,6 +224,11 @@ class Settings:
         if self.retention_guard_hours < 0 or self.redact_after_days < 0:
             raise SettingsError(f"retention_guard_hours={self.retention_guard_hours} and "
                                 f"redact_after_days={self.redact_after_days} must be >= 0")
+        if self.promotion_mode not in PROMOTION_MODES:
+            raise SettingsError(f"promotion_mode={self.promotion_mode!r} is not one of {PROMOTION_MODES}")
+        if not self.approval_timeout_hours > 0 or self.feedback_retrain_min_labels < 1:
+            raise SettingsError(f"approval_timeout_hours={self.approval_timeout_hours} must be > 0 and "
+                                f"feedback_retrain_min_labels={self.feedback_retrain_min_labels} at least 1")
         if self.data_max_bytes < 1:
             raise SettingsError(f"data_max_bytes={self.data_max_bytes} must be at least 1")
 
@@ -293,6 +306,9 @@ class Settings:
                     bound = "below" if way == "raise" else "above"
                     problems.append(f"{name}={value!r} is {bound} the configured {current!r}: a run may only "
                                     f"{'raise' if way == 'raise' else 'lower'} it (tighten the gate)")
+        if given.get("promotion_mode") == "auto" and self.promotion_mode == "approve":
+            problems.append("promotion_mode='auto' is refused: the configured mode is 'approve', and a run may only "
+                            "add the approval gate, never skip it")
         if problems:
             raise RunOverrideRefused("run refused: " + "; ".join(problems))
         return self.with_overrides(given)

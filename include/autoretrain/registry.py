@@ -280,27 +280,33 @@ def move_alias(client: MlflowClient, engine: Engine, *, name: str, alias: str, v
 
 @dataclass(frozen=True)
 class Assignment:
-    """The outcome of :func:`assign_version`: the alias chosen under the lock, why, and the move."""
+    """The outcome of :func:`assign_version`: the alias chosen under the lock, why, and the move (None: none)."""
 
-    alias: str
+    alias: str | None
     reason: str
-    move: AliasMove
+    move: AliasMove | None
 
 
 def assign_version(client: MlflowClient, engine: Engine, *, name: str, version: str, actor: str, run_id: str,
-                   metrics: Mapping[str, Any] | None = None, at: datetime | None = None) -> Assignment:
-    """``champion`` when the model has none (or it is ``version``), else ``challenger``: decided under the lock.
+                   metrics: Mapping[str, Any] | None = None, at: datetime | None = None,
+                   otherwise: str | None = CHALLENGER) -> Assignment:
+    """``champion`` when the model has none (or it is ``version``), else ``otherwise``: decided under the lock.
 
     The "is there a champion yet?" read and the move happen under the same lock, so two first
     trainings finishing at once give one champion and one challenger (that the comparison decides).
+    ``otherwise=None`` moves nothing when a champion exists (``alias`` is then None): the version
+    waits for its rollout run, which sets ``challenger`` itself when it starts (one rollout at a time).
     """
     with _locked(engine, name) as conn:
         finish_intents(client, conn, name)
         champion = alias_version(client, name, CHAMPION)
         if champion is None or champion.version == version:
             alias, reason = CHAMPION, "no champion yet and the gates pass"
+        elif otherwise is None:
+            return Assignment(alias=None, reason=f"champion is version {champion.version}; the version waits for "
+                                                 "retrain_compare_promote (compare, canary, approval)", move=None)
         else:
-            alias, reason = CHALLENGER, f"champion is version {champion.version}; retrain_compare_promote decides"
+            alias, reason = otherwise, f"champion is version {champion.version}; retrain_compare_promote decides"
         move = _move(client, conn, name=name, alias=alias, version=version, actor=actor, reason=reason,
                      run_id=run_id, action="assign", reasons=(), metrics=metrics, previous="keep", at=at)
     return Assignment(alias=alias, reason=reason, move=move)

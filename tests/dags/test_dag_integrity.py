@@ -18,6 +18,7 @@ HEAVY = ("mlflow", "sklearn", "pandas", "numpy", "scipy", "evidently", "boto3", 
 
 EXPECTED_GRAPHS = {
     "dataset_validation": {"validate": {"snapshot"}, "snapshot": set()},
+    "feedback_trigger": {"count_labels": set()},
     "maintenance": {"purge_rows": set(), "purge_artifacts": set()},
     "monitoring": {
         "measure": {"decide"}, "decide": {"drift_detected", "awaiting_confirmation", "no_action"},
@@ -34,7 +35,9 @@ EXPECTED_GRAPHS = {
         "evaluate": {"register", "gate"},
         "register": {"gate", "alias", "gate_failed"},
         "gate": {"alias", "gate_failed"},
-        "alias": set(),
+        "alias": {"needs_rollout"},
+        "needs_rollout": {"rollout"},  # a champion exists: the version goes to retrain_compare_promote
+        "rollout": set(),
         "gate_failed": set(),
     },
 }

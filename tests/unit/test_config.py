@@ -355,3 +355,26 @@ def test_for_run_applies_tighter_gates_and_declared_settings() -> None:
     assert (settings.accuracy_min, settings.ece_max, settings.families, settings.f1_min) == (0.97, 0.03, ("sgd",),
                                                                                             0.90)
     assert WORKER.for_run({}, declared=DECLARED, conf={}) is WORKER
+
+
+# ------------------------------------------------------------------------- approval gate (issue 14)
+def test_a_run_may_add_the_approval_gate_but_never_drop_it() -> None:
+    from autoretrain.config import RunOverrideRefused
+
+    declared = {"promotion_mode", "approval_timeout_hours"}
+    auto, approve = Settings(), Settings(promotion_mode="approve")
+    assert auto.for_run({"promotion_mode": "approve"}, declared=declared).promotion_mode == "approve"
+    assert approve.for_run({"promotion_mode": "approve", "approval_timeout_hours": 0.005},
+                           declared=declared).approval_timeout_hours == 0.005
+    with pytest.raises(RunOverrideRefused, match="promotion_mode='auto' is refused: the configured mode is 'approve'"):
+        approve.for_run({"promotion_mode": "auto"}, declared=declared)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("promotion_mode", "sometimes", r"promotion_mode='sometimes' is not one of \('auto', 'approve'\)"),
+    ("approval_timeout_hours", 0.0, "approval_timeout_hours=0.0 must be > 0"),
+    ("feedback_retrain_min_labels", 0, "feedback_retrain_min_labels=0 at least 1"),
+])
+def test_approval_and_feedback_settings_are_checked(field: str, value: object, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings(**{field: value})

@@ -98,6 +98,17 @@ def retrain_params() -> dict[str, Param]:
                                                     "comparison (no prediction service needed)."),
         "canary_percent": setting_param("canary_percent", "integer", minimum=1, maximum=100, title="Canary percent",
                                         description="Share of users the challenger answers."),
+        "promotion_mode": setting_param("promotion_mode", "string", enum=[None, "auto", "approve"],
+                                        title="Promotion mode",
+                                        description="approve: a person approves (Browse -> Required Actions) "
+                                                    "before the champion moves; a run may add the gate, never "
+                                                    "drop it."),
+        "approval_timeout_hours": setting_param("approval_timeout_hours", "number", exclusiveMinimum=0,
+                                                title="Approval timeout (hours)",
+                                                description="No answer within this withdraws the challenger."),
+        "version": Param(None, type=["null", "string"], pattern="^[0-9]+$", title="Version to roll out",
+                         description="A registered version to compare and roll out instead of training one (the "
+                                     "weekly training and `autoretrain train` hand their versions over here)."),
         "drift_reasons": Param(None, type=["null", "object", "array"], title="Drift details",
                                description="Set by the monitoring DAG: the drift decision that triggered this run."),
         "monitoring_run_id": Param(None, type=["null", "string"], title="Monitoring run",

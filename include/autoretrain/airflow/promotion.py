@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
-from airflow.sdk import BaseBranchOperator, BaseOperator, BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk import BaseBranchOperator, BaseOperator, BaseSensorOperator, Context, PokeReturnValue, TriggerRule
 
 from autoretrain.airflow.context import airflow_url, audit_ids, settings_for
 from autoretrain.airflow.errors import maps_errors
@@ -36,11 +36,15 @@ def trigger_reason(context: Context) -> payloads.TriggerReason:
     settings_for(context)
     params = dict(context.get("params") or {})
     events = context.get("triggering_asset_events") or {}
-    count = sum(len(list(v)) for v in events.values()) if hasattr(events, "values") else 0
-    if count:
-        return {"source": "asset", "reason": f"{count} new labelled-data event(s)", "drift": None}
+    found = [e for v in events.values() for e in v] if hasattr(events, "values") else []
+    if found:
+        labels = sum(int((getattr(e, "extra", None) or {}).get("new_labels") or 0) for e in found)
+        counted = f"{labels} new labels, " if labels else ""
+        return {"source": "feedback", "reason": f"feedback: {counted}{len(found)} labelled-feedback event(s)",
+                "drift": None}
     drift = params.get("drift_reasons")
-    source: Literal["drift", "manual"] = "drift" if drift else "manual"
+    source: Literal["drift", "manual", "training"] = (
+        "drift" if drift else "training" if params.get("version") else "manual")
     return {"source": source, "reason": str(params.get("reason") or source), "drift": drift}
 
 
@@ -78,6 +82,50 @@ def _alert(kind: str, context: Context, **fields: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------- operators
+class SourceBranchOperator(BaseBranchOperator):
+    """``handed_over`` when the run names a registered ``version`` (Param), else the training chain's first task."""
+
+    def __init__(self, *, train_task_id: str, handed_over_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.train_task_id, self.handed_over_task_id = train_task_id, handed_over_task_id
+
+    def choose_branch(self, context: Context) -> str:
+        version = (context.get("params") or {}).get("version")
+        return self.handed_over_task_id if version else self.train_task_id
+
+
+class HandedOverOperator(BaseOperator):
+    """The candidate is a version registered elsewhere (weekly training, ``autoretrain train``): no training."""
+
+    ui_color = "#e9f7ef"
+
+    @maps_errors
+    def execute(self, context: Context) -> payloads.Candidate:
+        from autoretrain.promotion.rollout import handed_over
+
+        return handed_over(settings_for(context), version=str((context.get("params") or {}).get("version")))
+
+
+class CandidateOperator(BaseOperator):
+    """The version this run compares: the one it trained (``register``) or the one handed over."""
+
+    def __init__(self, *, load_task_id: str, register_task_id: str, handed_over_task_id: str, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+        super().__init__(**kwargs)
+        self.load_task_id, self.register_task_id = load_task_id, register_task_id
+        self.handed_over_task_id = handed_over_task_id
+
+    def execute(self, context: Context) -> payloads.Candidate:
+        given: payloads.Candidate | None = _pull(context, self.handed_over_task_id)
+        if given:
+            return given
+        loaded: LoadedData | None = _pull(context, self.load_task_id)
+        registered: RegisteredVersion | None = _pull(context, self.register_task_id)
+        if not loaded or not registered:
+            raise MissingUpstream(f"neither {self.handed_over_task_id!r} nor {self.register_task_id!r} left a version")
+        return {"parent_run_id": loaded["parent_run_id"], "registered": registered, "handed_over": False}
+
+
 class CompareOperator(BaseBranchOperator):
     """Champion vs challenger on the same hold-out; branches to the dry-run, reject, promote or canary task.
 
@@ -85,14 +133,13 @@ class CompareOperator(BaseBranchOperator):
     every direct downstream it does not choose). The decision is pushed as XCom ``decision``.
     """
 
-    template_fields: Sequence[str] = ("loaded", "registered")
+    template_fields: Sequence[str] = ("candidate",)
     ui_color = "#fff4e0"
 
-    def __init__(self, *, loaded: Any, registered: Any, dry_run_task_id: str, reject_task_id: str,
+    def __init__(self, *, candidate: Any, dry_run_task_id: str, reject_task_id: str,
                  promote_task_id: str, canary_task_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.loaded: LoadedData = loaded
-        self.registered: RegisteredVersion = registered
+        self.candidate: payloads.Candidate = candidate
         self.dry_run_task_id, self.reject_task_id = dry_run_task_id, reject_task_id
         self.promote_task_id, self.canary_task_id = promote_task_id, canary_task_id
 
@@ -107,8 +154,8 @@ class CompareOperator(BaseBranchOperator):
 
         params = context.get("params") or {}
         settings = settings_for(context)
-        decision = compare_challenger(settings, parent_run_id=self.loaded["parent_run_id"],
-                                      registered=self.registered, force=bool(params.get("force")))
+        decision = compare_challenger(settings, parent_run_id=self.candidate["parent_run_id"],
+                                      registered=self.candidate["registered"], force=bool(params.get("force")))
         context["ti"].xcom_push(key="decision", value=decision)
         if params.get("dry_run"):
             return self.dry_run_task_id
@@ -179,23 +226,33 @@ class PromoteOperator(BaseOperator):
 
     ui_color = "#e9f7ef"
 
-    def __init__(self, *, decision_task_id: str, canary_task_id: str, trigger_task_id: str, **kwargs: Any) -> None:
+    def __init__(self, *, decision_task_id: str, canary_task_id: str, trigger_task_id: str,
+                 approval_task_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.decision_task_id, self.canary_task_id, self.trigger_task_id = (decision_task_id, canary_task_id,
                                                                              trigger_task_id)
+        self.approval_task_id = approval_task_id
 
     @maps_errors
     def execute(self, context: Context) -> payloads.Promotion:
+        from autoretrain.promotion.approval import approval_metrics
         from autoretrain.promotion.rollout import promote_challenger
 
         decision = _decision(context, self.decision_task_id)
         canary: payloads.CanaryOutcome | None = _pull(context, self.canary_task_id)
         trigger: payloads.TriggerReason | None = _pull(context, self.trigger_task_id)
+        answer: payloads.ApprovalAnswer | None = (_pull(context, self.approval_task_id, "answer")
+                                                  if self.approval_task_id else None)
+        if answer is not None and not answer["approved"]:
+            raise MissingUpstream(f"promote ran although the approval answer was {answer['outcome']!r}")
         source, why = (trigger.get("source", "?"), trigger.get("reason", "?")) if trigger else ("?", "?")
         reasons = [f"trigger ({source}): {why}", *decision["reasons"]]
         if canary:
             reasons += [f"canary: {r}" for r in canary.get("reasons", [])]
         metrics = {**_metrics(decision), **({"canary": canary.get("numbers")} if canary else {})}
+        if answer is not None and answer["outcome"] != "not_required":  # who approved goes with the move
+            reasons += answer["reasons"]
+            metrics["approval"] = approval_metrics(answer)
         result = promote_challenger(settings_for(context), version=decision["version"], reasons=reasons,
                                     metrics=metrics, **audit_ids(context))
         _alert("promotion", context, version=result["version"], previous_version=result["previous_version"],
@@ -222,13 +279,20 @@ class RejectOperator(BaseOperator):
 
 
 class WithdrawOperator(BaseOperator):
-    """Automatic rollback of a failed canary: routing full on the champion, ``challenger`` removed; alert."""
+    """Automatic rollback of a failed canary: routing full on the champion, ``challenger`` removed; alert.
+
+    With ``approval_task_id``: the challenger was refused by a person or nobody answered in time; its
+    ``challenger`` alias is removed with the reviewer's answer in the alias audit, a canary routing
+    (if one ran) ends, and a rejection (or approval-timeout) alert goes out.
+    """
 
     ui_color = "#fdecea"
 
-    def __init__(self, *, decision_task_id: str, canary_task_id: str, **kwargs: Any) -> None:
+    def __init__(self, *, decision_task_id: str, canary_task_id: str, approval_task_id: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.decision_task_id, self.canary_task_id = decision_task_id, canary_task_id
+        self.approval_task_id = approval_task_id
 
     @maps_errors
     def execute(self, context: Context) -> payloads.Withdrawal:
@@ -236,6 +300,8 @@ class WithdrawOperator(BaseOperator):
 
         decision = _decision(context, self.decision_task_id)
         verdict: payloads.CanaryOutcome | None = _pull(context, self.canary_task_id)
+        if self.approval_task_id:
+            return self._not_approved(context, decision, verdict)
         said = verdict.get("reasons", ["no verdict"]) if verdict else ["no verdict"]
         reasons = [f"canary: {r}" for r in said]
         result = withdraw_challenger(settings_for(context), version=decision["version"], reasons=reasons,
@@ -243,6 +309,28 @@ class WithdrawOperator(BaseOperator):
                                      **audit_ids(context))
         _alert("rollback", context, from_version=decision["version"], to_version=result["champion_version"],
                reason=f"canary of version {decision['version']} failed: {reasons[-1]}")
+        return result
+
+    def _not_approved(self, context: Context, decision: payloads.Comparison,
+                      verdict: payloads.CanaryOutcome | None) -> payloads.Withdrawal:
+        from autoretrain.promotion.approval import approval_metrics
+        from autoretrain.promotion.rollout import withdraw_challenger
+
+        answer: payloads.ApprovalAnswer | None = _pull(context, str(self.approval_task_id), "answer")
+        if not answer or answer["approved"]:
+            raise MissingUpstream(f"no refusal in XCom {self.approval_task_id!r}/answer; did it run?")
+        timed_out = answer["outcome"] == "timeout"
+        result = withdraw_challenger(settings_for(context), version=decision["version"], reasons=answer["reasons"],
+                                     metrics={**_metrics(decision), "approval": approval_metrics(answer)},
+                                     end_canary=verdict is not None, **audit_ids(context),
+                                     decision="withdrawn: approval timed out" if timed_out else "rejected by reviewer")
+        if timed_out:
+            _alert("approval_timeout", context, version=decision["version"],
+                   champion_version=decision["champion_version"],
+                   timeout_hours=settings_for(context).approval_timeout_hours)
+        else:
+            _alert("rejection", context, version=decision["version"], champion_version=decision["champion_version"],
+                   reasons=answer["reasons"])
         return result
 
 

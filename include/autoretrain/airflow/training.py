@@ -199,7 +199,10 @@ class GateBranchOperator(BaseBranchOperator):
 
 
 class AssignAliasOperator(BaseOperator):
-    """``champion`` when there is none, else ``challenger`` (Param ``promote=false``: no alias)."""
+    """``champion`` when there is none, else no alias: the version is handed to the rollout DAG.
+
+    (Param ``promote=false``: no alias and no rollout.)
+    """
 
     template_fields: Sequence[str] = ("registered",)
     ui_color = "#e9f7ef"
@@ -240,6 +243,34 @@ class ReportGateFailureOperator(BaseOperator):
                                         self.registered["version"]))
         send_alert(alert, settings, context=context)  # never raises: Slack trouble is recorded, not fatal
         return alert.text
+
+
+#: the DAG every version registered while a champion exists is handed to (compare -> canary -> approval)
+ROLLOUT_DAG_ID = "retrain_compare_promote"
+
+
+@task.short_circuit(task_id="needs_rollout")
+def needs_rollout(assignment: AliasAssignment) -> bool:
+    """True when a champion exists: the version goes to the rollout DAG (first champions end here)."""
+    return bool(assignment.get("rollout"))
+
+
+def rollout_handoff(alias: AssignAliasOperator) -> BaseOperator:
+    """``needs_rollout`` -> ``rollout``: trigger ``retrain_compare_promote`` with the registered version.
+
+    The triggered run id is derived from this run's, so a retried trigger finds its run instead of
+    starting a second rollout; that DAG runs one rollout at a time, so this one queues behind a canary.
+    """
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    trigger = TriggerDagRunOperator(
+        task_id="rollout", trigger_dag_id=ROLLOUT_DAG_ID, trigger_run_id="rollout__{{ run_id }}",
+        conf={"version": "{{ ti.xcom_pull(task_ids='alias')['version'] }}",
+              "reason": "weekly training {{ run_id }}: version {{ ti.xcom_pull(task_ids='alias')['version'] }} "
+                        "to compare with the champion"},
+        wait_for_completion=False, skip_when_already_exists=True)
+    needs_rollout(alias.output) >> trigger  # type: ignore[arg-type]  # an XComArg at parse time
+    return trigger
 
 
 @task(task_id="families")

@@ -279,6 +279,35 @@ def external_alias_move_alert(*, model_name: str, changes: Sequence[Mapping[str,
                   dedup_key=f"external_alias_move:{model_name}:{key}", airflow_url=airflow_url, mlflow_url=mlflow_url)
 
 
+def approval_request_alert(*, model_name: str, version: str | int, champion_version: str | int | None, subject: str,
+                           timeout_hours: float, run_id: str, airflow_url: str | None = None,
+                           mlflow_url: str | None = None, champion_url: str | None = None) -> Alert:
+    """A challenger passed its comparison (and canary) and waits for a person (``promotion_mode=approve``)."""
+    against = f"champion version {champion_version}" if champion_version is not None else "no champion yet"
+    body = [f"{_clip(subject)} (run `{run_id}`, {against})",
+            "The request shows both models' metrics side by side, the paired tests and every reason."]
+    if champion_url:
+        body.append(f"Champion's model card: <{champion_url}|version {champion_version}>")
+    return _alert("approval_request", "warning", f"{model_name} version {version} waits for your approval", body,
+                  done=f"version {version} is the challenger; nothing is promoted until someone answers",
+                  todo=f"Approve or Reject under Browse → Required Actions (or the REST API's hitlDetails) within "
+                       f"{timeout_hours:g} h; no answer withdraws it",
+                  dedup_key=f"approval_request:{model_name}:{version}", airflow_url=airflow_url,
+                  mlflow_url=mlflow_url)
+
+
+def approval_timeout_alert(*, model_name: str, version: str | int, champion_version: str | int | None,
+                           timeout_hours: float, run_id: str, airflow_url: str | None = None,
+                           mlflow_url: str | None = None) -> Alert:
+    """Nobody answered the approval request in time: the challenger was withdrawn."""
+    kept = f"version {champion_version} stays champion" if champion_version is not None else "there is no champion"
+    body = [f"Nobody approved or rejected version {version} within {timeout_hours:g} h (run `{run_id}`)."]
+    return _alert("approval_timeout", "warning", f"{model_name} version {version} withdrawn: approval timed out", body,
+                  done=f"version {version} lost the challenger alias; {kept}",
+                  todo=f"hand it over again: trigger retrain_compare_promote with Param version = {version}",
+                  dedup_key=f"approval_timeout:{model_name}:{version}", airflow_url=airflow_url, mlflow_url=mlflow_url)
+
+
 BUILDERS: dict[str, Callable[..., Alert]] = {
     "task_failure": task_failure_alert,
     "validation_failed": validation_failure_alert,
@@ -290,6 +319,8 @@ BUILDERS: dict[str, Callable[..., Alert]] = {
     "gate_failed": gate_failure_alert,
     "model_integrity": integrity_alert,
     "external_alias_move": external_alias_move_alert,
+    "approval_request": approval_request_alert,
+    "approval_timeout": approval_timeout_alert,
 }
 
 

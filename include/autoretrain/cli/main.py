@@ -1,6 +1,7 @@
 """``autoretrain`` command line: the same functions the DAGs run, without Airflow.
 
     autoretrain train [--data URI] [--families a,b] [--cv-folds N] [--no-promote]
+                                           champion when there is none; else the version waits for its rollout
     autoretrain validate [SOURCE] [--feedback URI] [--json] [--report-dir DIR]
     autoretrain drift --current FILE [--reference FILE] [--model URI]
     autoretrain promote [VERSION] [--reason R] [--force] [--dry-run]
@@ -54,6 +55,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary["holdout"] = {k: round(result["holdout"][k], 4)
                           for k in ("accuracy", "f1", "mcc", "fpr", "ece", "roc_auc", "pr_auc", "brier")}
     summary["gate"] = result["gate"]
+    if result["alias"].get("rollout"):  # a champion exists: the one rollout path decides, not this command
+        summary["next"] = (f"version {summary['version']} waits for its rollout: trigger retrain_compare_promote "
+                           f"with conf {{\"version\": \"{summary['version']}\"}} (compare, canary, approval), "
+                           f"or `autoretrain promote {summary['version']}` (compare, no canary; auto mode only)")
     summary["tracking_uri"] = redact_url(settings.resolved_tracking_uri())
     print(json.dumps(summary if not args.verbose_json else result, indent=2, default=str))
     return 0 if result["gate"]["passed"] else 1

@@ -2,6 +2,7 @@
 
     autoretrain promote [VERSION] [--reason R] [--force] [--dry-run]   compare VERSION (default: the
         challenger) with the champion on VERSION's hold-out; promote it when the decision says so
+        (refused with promotion_mode=approve unless --dry-run: the DAG's approval gate promotes)
     autoretrain rollback [--to VERSION] --reason R                      champion back to `previous`
     autoretrain audit [--alias A] [--limit N]                           the recorded alias moves
     autoretrain audit reconcile        finish crashed moves; record and alert moves made outside AutoRetrain
@@ -30,7 +31,7 @@ from typing import Any
 
 from autoretrain import lineage
 from autoretrain.config import Settings, load_settings
-from autoretrain.errors import EXIT_CHECK_FAILED
+from autoretrain.errors import EXIT_CHECK_FAILED, AutoRetrainError
 from autoretrain.promotion.payloads import AuditIds
 from autoretrain.registry import RegistryError
 
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 
 class NotTrainedHere(RegistryError):
     """A version that AutoRetrain did not train: it has no hold-out to be compared on."""
+
+
+class ApprovalRequired(AutoRetrainError):
+    """``promotion_mode=approve``: the shell may compare, but only the rollout DAG's approval gate promotes."""
 
 
 def add_commands(sub: Any) -> None:
@@ -88,6 +93,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from autoretrain.promotion import rollout
 
     settings = _settings(args)
+    if settings.promotion_mode == "approve" and not args.dry_run:
+        raise ApprovalRequired(f"promotion_mode='approve': a person approves every promotion, so this command "
+                               f"compares only (--dry-run); roll the version out with the retrain_compare_promote "
+                               f"DAG (conf {{\"version\": \"{args.version or '<N>'}\"}})")
     client = tracking.client_for(settings)
     ref = registry.get_version(client, settings.model_name, args.version or registry.CHALLENGER)
     parent = ref.tags.get(lineage.PARENT_RUN_ID)

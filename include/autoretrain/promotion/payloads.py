@@ -14,6 +14,8 @@ annotations (with string annotations Python 3.11 counts every key in ``__require
 
 from typing import Any, Literal, NotRequired, TypedDict
 
+from autoretrain.training.payloads import RegisteredVersion
+
 CanaryStatus = Literal["pass", "fail", "wait"]
 
 
@@ -91,6 +93,14 @@ class CanaryStart(TypedDict):
     move: AliasMoveRecord
 
 
+class Candidate(TypedDict):
+    """The version a rollout compares: trained by this run, or handed over (``training``'s Param ``version``)."""
+
+    parent_run_id: str  # the MLflow run holding its hold-out scores
+    registered: RegisteredVersion
+    handed_over: bool  # True: registered by another run (weekly training, ``autoretrain train``)
+
+
 class CanaryCheckRecord(TypedDict):
     """:meth:`autoretrain.promotion.canary.CanaryCheck.as_dict`: one signal of the canary."""
 
@@ -150,13 +160,31 @@ class Promotion(TypedDict):
 
 
 class Withdrawal(TypedDict):
-    """``withdraw_challenger``: a failed canary rolled back."""
+    """``withdraw_challenger``: a failed canary rolled back, or a person said no (or nobody answered)."""
 
     name: str
     version: str
     champion_version: str | None
     move: AliasMoveRecord | None  # None: the challenger alias had already moved on
-    routing: Literal["full"]
+    routing: Literal["full", "unchanged"]  # "full": a canary routing ended
+
+
+# ----------------------------------------------------------------------------------- approval
+ApprovalOutcome = Literal["approved", "rejected", "timeout", "not_required"]
+
+
+class ApprovalAnswer(TypedDict):
+    """The approval gate's XCom: what the person (or the timeout) decided, and who."""
+
+    outcome: ApprovalOutcome
+    approved: bool
+    by: str | None  # the reviewer's Airflow user name (None: timeout, or auto mode)
+    by_id: str | None
+    comment: str
+    at: str | None  # ISO 8601: when the answer arrived
+    requested_at: str | None  # ISO 8601: when the request was written
+    version: str
+    reasons: list[str]  # one line each, for the alias audit
 
 
 class Rollback(TypedDict):
@@ -172,7 +200,7 @@ class Rollback(TypedDict):
 class TriggerReason(TypedDict):
     """Why a ``retrain_compare_promote`` run started."""
 
-    source: Literal["asset", "drift", "manual"]
+    source: Literal["feedback", "drift", "manual", "training"]
     reason: str
     drift: dict[str, Any] | list[Any] | None  # Param ``drift_reasons`` (the monitoring decision), else None
 

@@ -10,7 +10,10 @@ retry); routing changes go through the prediction service's override
 Rollout: ``start_canary`` (``challenger`` alias + canary routing) -> ``canary_status`` until it is
 ``pass`` or ``fail`` -> ``promote_challenger`` (``champion`` moved, the old one recorded as
 ``previous``, routing back to full) or ``withdraw_challenger`` (routing full on the champion,
-``challenger`` removed). ``rollback`` restores ``previous`` in one step.
+``challenger`` removed). ``rollback`` restores ``previous`` in one step. In ``promotion_mode=approve``
+``hold_for_approval`` puts ``challenger`` on the version while a person decides
+(:mod:`autoretrain.promotion.approval`); ``handed_over`` is the candidate of a run that compares a
+version registered elsewhere (the weekly training, ``autoretrain train``) instead of training one.
 """
 
 from __future__ import annotations
@@ -182,13 +185,15 @@ def _retire_challenger(client: Any, engine: Any, *, name: str, version: str, act
 
 
 def withdraw_challenger(settings: Settings, *, version: str, run_id: str, actor: str, reasons: Sequence[str] = (),
-                        metrics: Mapping[str, Any] | None = None,
-                        now: datetime | None = None) -> payloads.Withdrawal:
-    """Automatic rollback of a failed canary: routing full on the champion first, then no ``challenger``."""
+                        metrics: Mapping[str, Any] | None = None, now: datetime | None = None,
+                        end_canary: bool = True, decision: str = "withdrawn after canary") -> payloads.Withdrawal:
+    """Take ``challenger`` off ``version``: a failed canary (routing full on the champion first), or an approval
+    that was refused or never came (``end_canary=False`` when no canary ran: the routing is left alone)."""
     client = tracking.client_for(settings)
     name = settings.model_name
     with aliases.engine_for(settings) as engine:
-        prediction_log.save_routing(engine, {"mode": "full"}, at=now or datetime.now(UTC))  # users first
+        if end_canary:
+            prediction_log.save_routing(engine, {"mode": "full"}, at=now or datetime.now(UTC))  # users first
         current = registry.alias_version(client, name, registry.CHALLENGER)
         move = None
         if current is not None and current.version == version:
@@ -197,9 +202,53 @@ def withdraw_challenger(settings: Settings, *, version: str, run_id: str, actor:
                                        reason=reasons[-1] if reasons else "canary failed", reasons=reasons,
                                        metrics=metrics)
     champion = registry.alias_version(client, name, registry.CHAMPION)
-    client.set_model_version_tag(name, version, lineage.DECISION, "withdrawn after canary")
+    client.set_model_version_tag(name, version, lineage.DECISION, decision)
     return {"name": name, "version": version, "champion_version": champion.version if champion else None,
-            "move": move.as_dict() if move else None, "routing": "full"}
+            "move": move.as_dict() if move else None, "routing": "full" if end_canary else "unchanged"}
+
+
+# ----------------------------------------------------------------------------------- approval
+def hold_for_approval(settings: Settings, *, version: str, run_id: str, actor: str, reasons: Sequence[str] = (),
+                      metrics: Mapping[str, Any] | None = None) -> payloads.AliasMoveRecord | None:
+    """``challenger`` on ``version`` while a person decides (audited); None when a canary already put it there.
+
+    The version under review is the challenger: serving's shadow/A-B modes see it as such, and the
+    answer (promote, or withdraw with the reviewer's comment) is recorded as the next move of that alias.
+    """
+    client = tracking.client_for(settings)
+    current = registry.alias_version(client, settings.model_name, registry.CHALLENGER)
+    if current is not None and current.version == version:
+        return None
+    with aliases.engine_for(settings) as engine:
+        move = registry.move_alias(client, engine, name=settings.model_name, alias=registry.CHALLENGER,
+                                   version=version, actor=actor, run_id=run_id, action="approval",
+                                   reason=f"awaiting approval (promotion_mode=approve, timeout "
+                                          f"{settings.approval_timeout_hours:g} h)", reasons=reasons, metrics=metrics)
+    return move.as_dict()
+
+
+# ---------------------------------------------------------------------------------- hand-over
+class NotAHandOver(registry.RegistryError):
+    """The version handed to a rollout cannot be compared: unknown, or not trained by AutoRetrain."""
+
+
+def handed_over(settings: Settings, *, version: str) -> payloads.Candidate:
+    """The candidate of a rollout run given a registered ``version`` (Param ``version``): its hold-out run.
+
+    ``version`` comes from a run's conf (untrusted): it must be digits, a version of ``model_name``,
+    and carry the parent run that holds its hold-out scores (every AutoRetrain training sets it).
+    """
+    if not str(version).isdigit():
+        raise NotAHandOver(f"version {version!r} is not a version number")
+    client = tracking.client_for(settings)
+    ref = registry.get_version(client, settings.model_name, str(version))
+    parent = ref.tags.get(lineage.PARENT_RUN_ID)
+    if not parent:
+        raise NotAHandOver(f"version {ref.version} of {settings.model_name!r} has no {lineage.PARENT_RUN_ID} tag: "
+                           "it was not trained by AutoRetrain, so there is no hold-out to compare it on")
+    log.info("rollout of version %s (registered by %s/%s), hold-out of run %s", ref.version,
+             ref.tags.get(lineage.AIRFLOW_DAG_ID) or "cli", ref.tags.get(lineage.AIRFLOW_RUN_ID) or "?", parent)
+    return {"parent_run_id": parent, "registered": ref.as_dict(), "handed_over": True}
 
 
 def rollback(settings: Settings, *, run_id: str, actor: str, reason: str, to_version: str | None = None,

@@ -93,6 +93,18 @@ def labelled_predictions(engine: Engine, *, model_name: str, until: datetime,
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
+def count_labelled(engine: Engine, *, model_name: str, until: datetime, since: datetime | None = None) -> int:
+    """How many served predictions of ``model_name`` got a feedback label in ``(since, until]``."""
+    query = (sa.select(sa.func.count(sa.distinct(feedback.c.request_id)))
+             .join(predictions, feedback.c.request_id == predictions.c.request_id)
+             .where(predictions.c.role == "served", predictions.c.model_name == model_name,
+                    feedback.c.created_at <= until))
+    if since is not None:
+        query = query.where(feedback.c.created_at > since)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)
+
+
 def served_between(engine: Engine, *, model_name: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
     """Served predictions of ``model_name`` made in ``[since, until)``, with the feedback label if any.
 

@@ -92,6 +92,7 @@ class AliasAssignment(TypedDict):
     alias: TrainingAlias | None
     version: str
     reason: str
+    rollout: bool  # True: a champion exists, the version goes to retrain_compare_promote (no alias here)
 
 
 class FamilyScores(TypedDict):

@@ -326,7 +326,12 @@ def gate_model(settings: Settings, *, registered: RegisteredVersion, metrics: Ho
 
 def assign_alias(settings: Settings, *, registered: RegisteredVersion, promote: bool = True,
                  run_id: str | None = None, actor: str = "autoretrain.training") -> AliasAssignment:
-    """For a version that passed its gates: ``champion`` when there is none, else ``challenger``.
+    """For a version that passed its gates: ``champion`` when there is none, else no alias (yet).
+
+    With a champion the version gets no alias here: it goes to ``retrain_compare_promote`` (the
+    ``training`` DAG triggers it with the version; ``autoretrain train`` says how), whose run sets
+    ``challenger`` when it starts. So a version registered while a canary runs never moves the
+    ``challenger`` that canary routes to (one rollout at a time: that DAG's ``max_active_runs=1``).
 
     The champion check and the move run under the model's lock
     (:func:`autoretrain.registry.assign_version`), audited under ``run_id`` (default: the Airflow
@@ -334,17 +339,18 @@ def assign_alias(settings: Settings, *, registered: RegisteredVersion, promote: 
     """
     name, version = registered["name"], registered["version"]
     if not promote:
-        return {"alias": None, "version": version, "reason": "promote=false: registered without alias"}
+        return {"alias": None, "version": version, "reason": "promote=false: registered without alias",
+                "rollout": False}
     client, _ = _client(settings)
     tags = registry.get_version(client, name, version).tags
     dag_id, airflow_run = tags.get(lineage.AIRFLOW_DAG_ID), tags.get(lineage.AIRFLOW_RUN_ID)
     run_id = run_id or f"{dag_id or 'unknown'}/{airflow_run or 'unknown'}"
     with aliases.engine_for(settings) as engine:  # the champion check and the move under one lock
         assigned = registry.assign_version(client, engine, name=name, version=version, actor=actor, run_id=run_id,
-                                           metrics={k: tags[k] for k in sorted(tags) if k.startswith("holdout_")})
-    alias: TrainingAlias = registry.CHAMPION if assigned.alias == registry.CHAMPION else registry.CHALLENGER
-    reason = assigned.reason
-    return {"alias": alias, "version": version, "reason": reason}
+                                           metrics={k: tags[k] for k in sorted(tags) if k.startswith("holdout_")},
+                                           otherwise=None)
+    alias: TrainingAlias | None = registry.CHAMPION if assigned.alias == registry.CHAMPION else None
+    return {"alias": alias, "version": version, "reason": assigned.reason, "rollout": alias is None}
 
 
 class _DropServingInputCheck(logging.Filter):
@@ -386,7 +392,7 @@ def run_training(settings: Settings, key: RunKey) -> TrainingResult:
     if gate["passed"]:
         alias = assign_alias(settings, registered=registered, promote=settings.promote)
     else:
-        alias = {"alias": None, "version": registered["version"], "reason": "gates failed"}
+        alias = {"alias": None, "version": registered["version"], "reason": "gates failed", "rollout": False}
     return {"parent_run_id": parent, "data": loaded, "validation": validated,
             "families": [{"family": r["family"], "cv_metrics": r["cv_metrics"]} for r in results],
             "selected": selected["family"], "holdout": metrics, "registered": registered,

@@ -149,6 +149,11 @@ SAMPLE_FIELDS = {  # one realistic set of fields per kind: every alert kind is r
                         "reason": "m version 7 was not registered by AutoRetrain (no model_artifacts record)"},
     "external_alias_move": {"model_name": "m", "run_id": "r", "changes": [
         {"alias": "champion", "from_version": "1", "to_version": "7"}]},
+    "approval_request": {"model_name": "m", "version": 2, "champion_version": 1, "run_id": "r", "timeout_hours": 24,
+                         "subject": "Approve m version 2 as champion? (champion: version 1)",
+                         "champion_url": "http://mlflow.test/#/models/m/versions/1"},
+    "approval_timeout": {"model_name": "m", "version": 2, "champion_version": 1, "run_id": "r",
+                         "timeout_hours": 0.5},
 }
 
 
