@@ -22,7 +22,7 @@ def env(mlflow_server, model_name, monkeypatch):
     return settings, tracking.client_for(settings)
 
 
-def test_first_run_makes_a_verified_champion_second_a_challenger(airflow_db, env):
+def test_first_run_makes_a_verified_champion_the_second_goes_to_the_rollout(airflow_db, env):
     settings, client = env
     run = dag_from_bag("training").test(run_conf=FAST)
     assert run.state == "success", task_states(run)
@@ -55,11 +55,21 @@ def test_first_run_makes_a_verified_champion_second_a_challenger(airflow_db, env
     assert len(family_runs) == 2 and parent.info.status == "FINISHED"
     assert {r.info.status for r in family_runs} == {"FINISHED"}  # every run the DAG made has ended
 
+    # with a champion, the version gets no alias here: it is handed to the one rollout path
     second = dag_from_bag("training").test(run_conf=FAST)
     assert second.state == "success"
-    challenger = registry.alias_version(client, settings.model_name, "challenger")
-    assert challenger is not None and challenger.version == "2"
+    assert {k: v for k, v in task_states(second).items() if k in ("alias", "needs_rollout", "rollout")} == {
+        "alias": "success", "needs_rollout": "success", "rollout": "success"}
+    assert registry.alias_version(client, settings.model_name, "challenger") is None
+    assert registry.get_version(client, settings.model_name, "2").aliases == ()
     assert registry.alias_version(client, settings.model_name, "champion").version == "1"
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        handed = session.query(DagRun).filter(DagRun.dag_id == "retrain_compare_promote",
+                                              DagRun.run_id == f"rollout__{second.run_id}").one()
+        assert handed.conf["version"] == "2" and handed.conf["reason"].startswith(f"weekly training {second.run_id}")
 
     broken = dag_from_bag("training").test(run_conf={**FAST, "data_uri": str(ROOT / "README.md")})
     assert broken.state == "failed" and task_states(broken)["load"] == "failed"

@@ -125,6 +125,23 @@ class AirflowAPI:
                 f"?map_index={map_index}&deserialize=true")
         return self._request("GET", path)["value"]
 
+    def set_run_state(self, dag_id: str, run_id: str, state: str) -> dict[str, Any]:
+        """Mark a run ``success``/``failed``/``queued`` (a failed run stops its running tasks)."""
+        return self._request("PATCH", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}", {"state": state})
+
+    # --- human in the loop ----------------------------------------------------------------------
+    def hitl_detail(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+        """The Human-in-the-loop request of a task (subject, body, options, and the answer once given)."""
+        return self._request("GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/"
+                                    f"{_q(task_id)}/{map_index}/hitlDetails")
+
+    def respond(self, dag_id: str, run_id: str, task_id: str, chosen: list[str],
+                params_input: Mapping[str, Any] | None = None, map_index: int = -1) -> dict[str, Any]:
+        """Answer a waiting Human-in-the-loop task as this user (Browse -> Required Actions does the same)."""
+        body = {"chosen_options": list(chosen), "params_input": dict(params_input or {})}
+        return self._request("PATCH", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/"
+                                      f"{_q(task_id)}/{map_index}/hitlDetails", body)
+
     def wait_run(self, dag_id: str, run_id: str, timeout: float = 600.0, poll: float = 2.0,
                  on_task: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Follow a run until it finishes; call ``on_task`` once per task instance state change."""
