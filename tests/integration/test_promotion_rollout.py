@@ -359,8 +359,8 @@ def _decision(run) -> dict[str, Any]:
 
 
 FAST = {"families": ["complement_nb"], "cv_folds": 2, "canary_minutes": 0}
-PROMOTED_PATH = {"trigger", "load", "validate", "families", "train[0]", "select", "evaluate", "register", "compare",
-                 "no_canary", "promote"}
+PROMOTED_PATH = {"trigger", "source", "load", "validate", "families", "train[0]", "select", "evaluate", "register",
+                 "candidate", "compare", "no_canary", "approval", "promote"}  # approval: auto mode passes through
 
 
 def test_retrain_dag_promotes_on_drifted_traffic_and_rollback_restores_exactly(airflow_db, mlflow_server,
@@ -378,8 +378,8 @@ def test_retrain_dag_promotes_on_drifted_traffic_and_rollback_restores_exactly(a
     states = task_states(first)
     assert first.state == "success", states
     assert {t for t, s in states.items() if s == "success"} == PROMOTED_PATH
-    assert {t for t, s in states.items() if s == "skipped"} == {"reject", "dry_run", "start_canary", "canary",
-                                                                "canary_verdict", "withdraw"}
+    assert {t for t, s in states.items() if s == "skipped"} == {"handed_over", "reject", "dry_run", "start_canary",
+                                                                "canary", "canary_verdict", "withdraw", "not_approved"}
     assert aliases(settings) == {"champion": "1"}
     v1 = registry.get_version(client, model_name, "1")
     assert v1.tags[lineage.MODEL_CARD] == f"runs:/{v1.run_id}/model_card.md"
@@ -429,7 +429,8 @@ def test_retrain_dag_promotes_on_drifted_traffic_and_rollback_restores_exactly(a
     third = dag_from_bag("retrain_compare_promote").test(run_conf={**FAST, "reason": "weekly"})
     states = task_states(third)
     assert third.state == "success", states
-    assert {t for t, s in states.items() if s == "success"} == PROMOTED_PATH - {"no_canary", "promote"} | {"reject"}
+    assert {t for t, s in states.items() if s == "success"} == PROMOTED_PATH - {"no_canary", "approval",
+                                                                                 "promote"} | {"reject"}
     rejected = _decision(third)
     assert (rejected["promote"], rejected["version"], rejected["champion_version"]) == (False, "3", "2")
     assert rejected["numbers"]["mcnemar"]["discordant"] == 0
