@@ -237,7 +237,7 @@ ASSIGN_AT = """
 """
 
 
-def test_two_first_trainings_at_once_make_one_champion_and_one_challenger(settings) -> None:
+def test_two_first_trainings_at_once_make_one_champion_and_hand_the_other_to_the_rollout(settings) -> None:
     register(settings, 2)
     start = time.time() + 20  # after both children imported everything
     children = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(ASSIGN_AT.format(version=v, start=start))],
@@ -246,8 +246,7 @@ def test_two_first_trainings_at_once_make_one_champion_and_one_challenger(settin
     outcomes = [(child.wait(timeout=240), *child.communicate()) for child in children]
     assert [code for code, _, _ in outcomes] == [0, 0], [err[-2000:] for _, _, err in outcomes]
     chosen = {v: out.strip().splitlines()[-1] for v, (_, out, _) in zip(("1", "2"), outcomes, strict=True)}
-    assert sorted(chosen.values()) == ["challenger", "champion"]
+    assert sorted(chosen.values()) == ["None", "champion"]  # the other waits for retrain_compare_promote (issue 14)
     champion = next(v for v, alias in chosen.items() if alias == "champion")
-    challenger = next(v for v, alias in chosen.items() if alias == "challenger")
-    assert mlflow_aliases(settings) == {"champion": champion, "challenger": challenger}
-    assert audit_rows(settings) == [("champion", "assign", None, champion), ("challenger", "assign", None, challenger)]
+    assert mlflow_aliases(settings) == {"champion": champion}
+    assert audit_rows(settings) == [("champion", "assign", None, champion)]
