@@ -1,5 +1,10 @@
 """Operators and the sensor of ``retrain_compare_promote`` and ``rollback``: thin over ``promotion.rollout``.
 
+``source`` branches to the training chain or to ``handed_over`` (Param ``version``: a version the
+weekly training or ``autoretrain train`` registered); ``candidate`` is whichever of the two left a
+version, and ``compare`` reads it. The approval gate after the comparison (and canary) is
+:mod:`autoretrain.airflow.approval`; ``not_approved`` is a :class:`WithdrawOperator` with its answer.
+
 ``compare`` (a branch) decides and pushes the decision as XCom ``decision``; the tasks after it pull
 it by task id (``decision_task_id``) rather than through an ``XComArg``, because an ``XComArg`` would
 make them direct downstreams of the branch, which skips every direct downstream it did not choose.
