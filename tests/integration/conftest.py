@@ -11,6 +11,7 @@ The SMTP receiver is aiosmtpd's server (``smtp_receiver``): it accepts mail afte
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.message
 import json
@@ -97,6 +98,13 @@ def _handler(receiver: SlackReceiver) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def slack_receiver() -> Iterator[SlackReceiver]:
     """A fresh receiver on 127.0.0.1 (a free port) for one test."""
+    with slack_receiving() as receiver:
+        yield receiver
+
+
+@contextlib.contextmanager
+def slack_receiving() -> Iterator[SlackReceiver]:
+    """A Slack receiver for the length of the block (module fixtures use it directly)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), None)  # type: ignore[arg-type]
     receiver = SlackReceiver(base=f"http://127.0.0.1:{server.server_address[1]}")
     server.RequestHandlerClass = _handler(receiver)
@@ -133,6 +141,13 @@ class SmtpReceiver:
 @pytest.fixture
 def smtp_receiver() -> Iterator[SmtpReceiver]:
     """aiosmtpd on 127.0.0.1 (a free port) for one test, with AUTH; every accepted message is kept."""
+    with smtp_receiving() as receiver:
+        yield receiver
+
+
+@contextlib.contextmanager
+def smtp_receiving() -> Iterator[SmtpReceiver]:
+    """An SMTP receiver for the length of the block (module fixtures use it directly)."""
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 

@@ -81,6 +81,7 @@ def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(a
     assert states["drift_detected"] == "skipped" and states["no_action"] == "success"
     assert states["awaiting_confirmation"] == "skipped"
     assert states["trigger_retrain"] == "skipped" and states["drift_alert"] == "skipped"
+    assert states["regression_alert"] == "skipped"  # the champion's accuracy on its own hold-out is fine
     assert states["reconcile_aliases"] == "success"  # the champion's assignment is in the audit: nothing external
     row = monitoring.read_window_row(settings, start=base, end=quiet_end)
     assert row["n_predictions"] == 400 and row["n_labelled"] == 400
@@ -114,6 +115,23 @@ def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(a
     drifted = {r["name"] for r in row["report"]["results"] if r["drifted"]}
     assert {"emerging_terms", "vocabulary_oov"} <= drifted
     assert any("emerging_terms" in reason for reason in row["decision"]["reasons"])
+    # the champion calls the campaign ham and users say spam: accuracy under the floor, F1 down -> regression
+    assert states["regression_alert"] == "success"
+    (regression,) = _regression_rows(settings)
+    feedback = {r["name"]: r for r in row["report"]["results"]}
+    accuracy = feedback["feedback_accuracy"]["details"]["accuracy"]
+    assert accuracy < settings.accuracy_floor and feedback["feedback_f1"]["drifted"] is True
+    assert (regression.status, regression.severity, regression.dag_id) == ("logged", "critical", "monitoring")
+    assert regression.title == f"{settings.model_name} version 1 regressed on live feedback"
+    lines = regression.message.splitlines()
+    assert lines[1] == (f"Monitoring run `{run.run_id}` in window 2026-11-02 06:00:00 - 12:00:00 UTC, "
+                        "400 labelled predictions:")
+    assert lines[2] == f"• accuracy {accuracy:.4g} is under the floor 0.93"
+    assert lines[3].startswith("• f1 ") and "under its evaluation" in lines[3]
+    assert lines[4] == ("*Done:* version 1 keeps serving; retrain_compare_promote was triggered to train and "
+                        "compare a challenger")
+    assert f"/#/runs/{row['mlflow_run_id']}|MLflow>" in lines[-1]
+    assert f"/#/models/{settings.model_name}/versions/1|MLflow version>" in lines[-1]
 
     client = tracking.client_for(settings)
     mlflow_run = client.get_run(row["mlflow_run_id"])
@@ -137,6 +155,12 @@ def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(a
     row = monitoring.read_window_row(settings, start=third_start, end=third_end)
     assert row["action"] == "awaiting confirmation" and row["retrain"] is False
     assert row["decision"]["reasons"][0] == "2 consecutive breaching window(s), 3 required: waiting"
+    # the same regression again within the cool-down: recorded as suppressed, saying the run waits
+    assert states["regression_alert"] == "success"
+    latest = _regression_rows(settings)[-1]
+    assert latest.status == "suppressed"
+    assert ("*Done:* version 1 keeps serving; no retrain yet: 2 of 3 breaching windows in a row (the next window "
+            "decides)") in latest.message.splitlines()
     assert ("window 2026-11-02 12:00:00 - 13:00:00 UTC ignored: insufficient data: 0 messages in the window, "
             "fewer than 100") in row["decision"]["reasons"]
 
@@ -154,6 +178,13 @@ def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(a
     with engine.connect() as conn:
         count = conn.execute(sa.select(sa.func.count()).select_from(monitoring.drift_windows)).scalar_one()
     assert count == 4
+
+
+def _regression_rows(settings) -> list:
+    from autoretrain.alerts.store import AlertStore
+
+    with AlertStore(settings.database_url) as store:
+        return [r for r in reversed(store.records()) if r.kind == "regression"]
 
 
 def test_window_without_a_champion_ends_in_no_action_at_once(airflow_db, env, monkeypatch):
