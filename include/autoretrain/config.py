@@ -246,7 +246,8 @@ class Settings:
             dag_id, sep, duration = entry.partition("=")
             match = _DURATION.fullmatch(duration.strip())
             if not sep or not dag_id.strip() or match is None:
-                raise SettingsError(f"run_deadlines entry {entry!r} is not <dag_id>=<number><s|m|h> (e.g. monitoring=30m)")
+                raise SettingsError(f"run_deadlines entry {entry!r} is not <dag_id>=<number><s|m|h> "
+                                    "(e.g. monitoring=30m)")
             seconds = float(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2] or "m"]
             if seconds > 0:
                 out[dag_id.strip()] = seconds

@@ -16,7 +16,7 @@ import email
 import email.message
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -103,7 +103,7 @@ def slack_receiver() -> Iterator[SlackReceiver]:
 
 
 @contextlib.contextmanager
-def slack_receiving() -> Iterator[SlackReceiver]:
+def slack_receiving() -> Generator[SlackReceiver, None, None]:
     """A Slack receiver for the length of the block (module fixtures use it directly)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), None)  # type: ignore[arg-type]
     receiver = SlackReceiver(base=f"http://127.0.0.1:{server.server_address[1]}")
@@ -146,7 +146,7 @@ def smtp_receiver() -> Iterator[SmtpReceiver]:
 
 
 @contextlib.contextmanager
-def smtp_receiving() -> Iterator[SmtpReceiver]:
+def smtp_receiving() -> Generator[SmtpReceiver, None, None]:
     """An SMTP receiver for the length of the block (module fixtures use it directly)."""
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult

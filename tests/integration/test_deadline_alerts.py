@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -89,7 +89,7 @@ def stack(postgres_db, tmp_path_factory) -> Iterator[Stack]:
 
 
 @contextlib.contextmanager
-def _running(services: list[localstack.Service], state: Path, env: dict[str, str]) -> Iterator[None]:
+def _running(services: list[localstack.Service], state: Path, env: dict[str, str]) -> Generator[None, None, None]:
     try:
         localstack.start(services, state, env)
         localstack.wait_healthy(services, state, timeout=180)

@@ -106,8 +106,9 @@ def send_alert(alert: Alert, settings: Settings, *, context: Mapping[str, Any] |
     routes = routes_for(alert.severity, settings)
     # each claim is one atomic write: of N senders of the same alert at once, one is granted (an
     # unusable table grants: an alert is better sent twice than lost)
-    claims = [_guard(lambda key=_claim_key(alert, route, i): store.claim(key, now=now, cooldown=cooldown), "claim")
-              if store else None for i, route in enumerate(routes)]
+    keys = [_claim_key(alert, route, i) for i, route in enumerate(routes)]
+    claims = [_guard(lambda key=key: store.claim(key, now=now, cooldown=cooldown), "claim") if store else None
+              for key in keys]
     if any(claim is None or claim.granted for claim in claims):
         log.log(LOG_LEVELS[alert.severity], "alert [%s] %s", alert.severity, alert.text)
     deliveries = [_deliver_on(route, claim, alert, settings, store=store, context=context, now=now)

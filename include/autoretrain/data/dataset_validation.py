@@ -90,7 +90,7 @@ def freshness_warning(summary: Mapping[str, Any]) -> CheckSummary | None:
     """The failed ``freshness`` check of a validation summary (no new labelled data in time), or None."""
     for check in summary.get("warnings") or []:
         if check.get("name") == "freshness":
-            return check  # type: ignore[no-any-return]
+            return check
     return None
 
 
