@@ -26,6 +26,7 @@ from autoretrain.alerts.messages import (
     Alert,
     Route,
     build_alert,
+    mlflow_model_url,
     mlflow_run_url,
     modelops_page_url,
     routes_for,
@@ -97,9 +98,7 @@ def send_alert(alert: Alert, settings: Settings, *, context: Mapping[str, Any] |
     the alert table, so an e-mail that failed is tried again next time even though Slack got it.
     """
     now = now or datetime.now(UTC)  # wall clock on purpose: a cool-down is about when people were told
-    if settings.modelops_url:
-        alert = with_links(alert, [("modelops", modelops_page_url(settings.modelops_url, model_name=settings.model_name,
-                                                                  version=alert.model_version))])
+    alert = with_links(alert, _standard_links(alert, settings))
     alert = scrubbed(alert, settings.scrub)  # no secret leaves, whatever the channel
     store = _open_store(settings)
     cooldown = timedelta(minutes=max(settings.alert_cooldown_minutes, 0))
@@ -116,6 +115,18 @@ def send_alert(alert: Alert, settings: Settings, *, context: Mapping[str, Any] |
     if store is not None:
         store.close()
     return deliveries[0] if len(deliveries) == 1 else _summed(deliveries)
+
+
+def _standard_links(alert: Alert, settings: Settings) -> list[tuple[str, str | None]]:
+    """The MLflow page of the version an alert is about, and the Model Ops page (when ``modelops_url`` is set)."""
+    links: list[tuple[str, str | None]] = []
+    if alert.model_version is not None:
+        links.append(("model", mlflow_model_url(settings.resolved_tracking_uri(), settings.model_name,
+                                                alert.model_version)))
+    if settings.modelops_url:
+        links.append(("modelops", modelops_page_url(settings.modelops_url, model_name=settings.model_name,
+                                                    version=alert.model_version)))
+    return links
 
 
 def _claim_key(alert: Alert, route: Route, index: int) -> str:
