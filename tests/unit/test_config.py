@@ -355,3 +355,18 @@ def test_for_run_applies_tighter_gates_and_declared_settings() -> None:
     assert (settings.accuracy_min, settings.ece_max, settings.families, settings.f1_min) == (0.97, 0.03, ("sgd",),
                                                                                             0.90)
     assert WORKER.for_run({}, declared=DECLARED, conf={}) is WORKER
+
+
+def test_alert_channel_and_deadline_settings_are_checked():
+    assert Settings(run_deadlines=("monitoring=30m", "training=2h", "rollback=45s", "maintenance=0")).deadlines() == {
+        "monitoring": 1800.0, "training": 7200.0, "rollback": 45.0}
+    assert Settings(run_deadlines=("x=5",)).deadlines() == {"x": 300.0}  # minutes without a unit
+    for bad in ("monitoring", "=5m", "monitoring=5d", "monitoring=-1m"):
+        with pytest.raises(SettingsError, match="run_deadlines entry"):
+            Settings(run_deadlines=(bad,))
+    with pytest.raises(SettingsError, match=r"alert_email_severities has \['page'\]"):
+        Settings(alert_email_severities=("critical", "page"))
+    with pytest.raises(SettingsError, match="not name@domain"):
+        Settings(alert_email_to=("ops@example.com", "not an address"))
+    env = load_settings(environ={"AUTORETRAIN_ALERT_EMAIL_TO": "a@x.test, b@x.test", "AUTORETRAIN_RUN_DEADLINES": ""})
+    assert env.alert_email_to == ("a@x.test", "b@x.test") and env.deadlines() == {}
