@@ -93,6 +93,10 @@ def test_each_channel_has_its_own_cooldown_and_a_failed_email_is_retried(setting
                                       ("suppressed", "slack_webhook"), ("sent", "email"),
                                       ("suppressed", "slack_webhook"), ("suppressed", "email")]
     assert rows[1][4].startswith("ConnectionRefusedError: [Errno 111]")
+    no_slack = dataclasses.replace(down, slack_webhook_conn_id="", alert_cooldown_minutes=0)
+    only_log = send_alert(FAILURE, no_slack, now=T0 + timedelta(minutes=15))
+    assert (only_log.status, only_log.transport) == ("failed", "log+email")  # the log alone told nobody
+    assert only_log.error.startswith("email: ConnectionRefusedError")
 
 
 def test_email_only_with_the_model_ops_and_mlflow_links(settings, slack_receiver, smtp_receiver):

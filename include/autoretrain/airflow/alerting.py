@@ -44,8 +44,9 @@ LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logg
 
 
 DeliveryStatus = Literal["sent", "logged", "failed", "suppressed"]
-#: what a multi-channel outcome reads as, best first: one channel that told people is enough
-_PRECEDENCE = ("sent", "logged", "failed", "suppressed")
+#: what a multi-channel outcome reads as: one channel that told people is enough ("sent"); else a
+#: channel that should have and could not ("failed") outweighs the task log
+_PRECEDENCE = ("sent", "failed", "logged", "suppressed")
 
 
 class ChannelRecord(TypedDict):
@@ -70,7 +71,7 @@ class Delivery:
     """What happened to one alert: ``sent``, ``logged``, ``failed`` or ``suppressed``.
 
     With several channels (Slack and e-mail) the fields sum them up: ``sent`` when any channel
-    sent it, ``transport`` joins them (``slack_api+email``), ``channel``/``alert_id`` are the first
+    sent it, else ``failed`` when one could not, ``transport`` joins them (``slack_api+email``), ``channel``/``alert_id`` are the first
     channel's; ``channels`` holds each channel's own outcome, as recorded in the alert table.
     """
 
