@@ -71,8 +71,9 @@ class Delivery:
     """What happened to one alert: ``sent``, ``logged``, ``failed`` or ``suppressed``.
 
     With several channels (Slack and e-mail) the fields sum them up: ``sent`` when any channel
-    sent it, else ``failed`` when one could not, ``transport`` joins them (``slack_api+email``), ``channel``/``alert_id`` are the first
-    channel's; ``channels`` holds each channel's own outcome, as recorded in the alert table.
+    sent it, else ``failed`` when one could not; ``transport`` joins them (``slack_api+email``);
+    ``channel``/``alert_id`` are the first channel's; ``channels`` holds each channel's own
+    outcome, as recorded in the alert table.
     """
 
     status: DeliveryStatus
