@@ -9,7 +9,9 @@ train/test leakage; PII and freshness as warnings), writes `report.json` and `re
 artifact store under `reports/dataset_validation/<run_id>/`, and fails without retry when a
 blocking check fails: the failure callback then sends a `validation_failed` alert naming each
 failed check. `snapshot` stores the validated rows under their SHA-256 digest
-(`snapshots/<digest>/`) and updates the `autoretrain_validated_dataset` asset.
+(`snapshots/<digest>/`) and updates the `autoretrain_validated_dataset` asset. `stale_data_alert`
+sends a warning when no new labelled data (feedback, or data never snapshotted before) arrived
+within `freshness_days`, and is skipped otherwise.
 
 Trigger with the form to check another source or with other limits for one run; a field left
 empty keeps the worker's setting.
@@ -22,7 +24,8 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import dag
 
-from autoretrain.airflow.dataset import SnapshotDatasetOperator, ValidateDatasetOperator
+from autoretrain.airflow.dataset import SnapshotDatasetOperator, StaleDataAlertOperator, ValidateDatasetOperator
+from autoretrain.airflow.deadlines import run_deadline
 from autoretrain.airflow.defaults import TAGS_BASE, default_args
 from autoretrain.airflow.params import validation_params
 
@@ -38,12 +41,14 @@ FEEDBACK_LOADER = "autoretrain.data.feedback:load_feedback"
     max_active_runs=1,
     tags=[*TAGS_BASE, "data", "validation"],
     default_args=default_args(),
+    deadline=run_deadline(Path(__file__).stem),
     params=validation_params(),
     doc_md=__doc__,
 )
 def dataset_validation() -> None:
     validate = ValidateDatasetOperator(task_id="validate", feedback_loader=FEEDBACK_LOADER)
     SnapshotDatasetOperator(task_id="snapshot", validated=validate.output, feedback_loader=FEEDBACK_LOADER)
+    StaleDataAlertOperator(task_id="stale_data_alert", validated=validate.output)
 
 
 dataset_validation()

@@ -15,6 +15,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag
 
+from autoretrain.airflow.deadlines import run_deadline
 from autoretrain.airflow.defaults import TAGS_BASE, default_args
 from autoretrain.airflow.feedback import FeedbackTriggerOperator
 
@@ -27,6 +28,7 @@ from autoretrain.airflow.feedback import FeedbackTriggerOperator
     max_active_runs=1,
     tags=[*TAGS_BASE, "feedback"],
     default_args=default_args(),
+    deadline=run_deadline(Path(__file__).stem),
     doc_md=__doc__,
 )
 def feedback_trigger() -> None:

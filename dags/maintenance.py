@@ -22,6 +22,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag
 
+from autoretrain.airflow.deadlines import run_deadline
 from autoretrain.airflow.defaults import TAGS_BASE, default_args
 from autoretrain.airflow.maintenance import PurgeArtifactsOperator, PurgeRowsOperator
 from autoretrain.airflow.params import maintenance_params
@@ -35,6 +36,7 @@ from autoretrain.airflow.params import maintenance_params
     max_active_runs=1,
     tags=[*TAGS_BASE, "maintenance", "retention"],
     default_args=default_args(),
+    deadline=run_deadline(Path(__file__).stem),
     params=maintenance_params(),
     doc_md=__doc__,
 )

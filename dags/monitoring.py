@@ -17,6 +17,11 @@ report to the MLflow experiment `autoretrain-monitoring`, upserts the window int
   next run decides (nothing is retrained on one noisy window);
 * `no_action`: nothing breached.
 
+Whatever the decision, `regression_alert` sends the critical regression alert when the window's
+feedback shows the champion regressed (accuracy under `accuracy_floor`, or F1 down from its own
+evaluation by more than the `feedback_f1` threshold), saying what was decided; otherwise it is
+skipped.
+
 Alongside, `reconcile_aliases` compares MLflow's `champion`/`challenger`/`previous` with the alias
 audit: it finishes alias moves that crashed half-way, and a move made outside AutoRetrain is
 recorded as `external` and raised as a critical alert.
@@ -35,6 +40,7 @@ from airflow.sdk.definitions.xcom_arg import XComArg
 
 from autoretrain.airflow.assets import MONITORING_WINDOW
 from autoretrain.airflow.audit import ReconcileAliasesOperator
+from autoretrain.airflow.deadlines import run_deadline
 from autoretrain.airflow.defaults import TAGS_BASE, default_args
 from autoretrain.airflow.monitoring import (
     DecideRetrainOperator,
@@ -42,6 +48,7 @@ from autoretrain.airflow.monitoring import (
     DriftSensor,
     MeasureDriftOperator,
     RecordActionOperator,
+    RegressionAlertOperator,
 )
 from autoretrain.airflow.params import monitoring_params
 
@@ -54,13 +61,15 @@ from autoretrain.airflow.params import monitoring_params
     max_active_runs=1,
     tags=[*TAGS_BASE, "monitoring", "drift"],
     default_args=default_args(),
+    deadline=run_deadline(Path(__file__).stem),
     params=monitoring_params(),
     doc_md=__doc__,
 )
 def monitoring() -> None:
     measure = MeasureDriftOperator(task_id="measure", outlets=[MONITORING_WINDOW])
     decide = DecideRetrainOperator(task_id="decide", retrain_task_id="drift_detected",
-                                   waiting_task_id="awaiting_confirmation", quiet_task_id="no_action")
+                                   waiting_task_id="awaiting_confirmation", quiet_task_id="no_action",
+                                   always_task_ids=("regression_alert",))
     sensor = DriftSensor(task_id="drift_detected")
     alert = DriftAlertOperator(task_id="drift_alert")
     trigger = TriggerDagRunOperator(
@@ -68,7 +77,8 @@ def monitoring() -> None:
         conf={"reason": "drift detected by monitoring", "drift_reasons": XComArg(sensor),
               "monitoring_run_id": "{{ run_id }}"})
     measure >> decide >> [sensor, RecordActionOperator(task_id="awaiting_confirmation", action="awaiting confirmation"),
-                          RecordActionOperator(task_id="no_action", action="no action")]
+                          RecordActionOperator(task_id="no_action", action="no action"),
+                          RegressionAlertOperator(task_id="regression_alert", decide_task_id="decide")]
     sensor >> [alert, trigger]
     trigger >> RecordActionOperator(task_id="record_retrain", action="retrain triggered")
     ReconcileAliasesOperator(task_id="reconcile_aliases")

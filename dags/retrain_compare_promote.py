@@ -37,6 +37,7 @@ from airflow.sdk import dag, task
 
 from autoretrain.airflow.approval import ApprovalGateOperator
 from autoretrain.airflow.assets import LABELLED_FEEDBACK
+from autoretrain.airflow.deadlines import run_deadline
 from autoretrain.airflow.defaults import TAGS_BASE, default_args
 from autoretrain.airflow.params import retrain_params
 from autoretrain.airflow.promotion import (
@@ -67,6 +68,7 @@ CANARY_POKE_SECONDS = load_settings().canary_poke_seconds
     max_active_runs=1,
     tags=[*TAGS_BASE, "training", "promotion"],
     default_args=default_args(),
+    deadline=run_deadline(Path(__file__).stem),
     params=retrain_params(),
     doc_md=__doc__,
 )

@@ -14,6 +14,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import dag
 
+from autoretrain.airflow.deadlines import run_deadline
 from autoretrain.airflow.defaults import TAGS_BASE, default_args
 from autoretrain.airflow.params import rollback_params
 from autoretrain.airflow.promotion import RollbackOperator
@@ -27,6 +28,7 @@ from autoretrain.airflow.promotion import RollbackOperator
     max_active_runs=1,
     tags=[*TAGS_BASE, "promotion"],
     default_args=default_args(),
+    deadline=run_deadline(Path(__file__).stem),
     params=rollback_params(),
     doc_md=__doc__,
 )

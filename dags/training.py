@@ -24,6 +24,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import XComArg, dag
 
+from autoretrain.airflow.deadlines import run_deadline
 from autoretrain.airflow.defaults import TAGS_BASE, default_args
 from autoretrain.airflow.params import training_params
 from autoretrain.airflow.training import (
@@ -43,6 +44,7 @@ from autoretrain.airflow.training import (
     max_active_runs=1,
     tags=[*TAGS_BASE, "training"],
     default_args=default_args(),
+    deadline=run_deadline(Path(__file__).stem),
     params=training_params(),
     doc_md=__doc__,
 )

@@ -52,6 +52,10 @@ TIGHTEN_ONLY = {"accuracy_min": "raise", "f1_min": "raise", "min_improvement": "
                 "ece_max": "lower", "significance_level": "lower", "max_duplicate_share": "lower"}
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)")
+_EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+")
+
+
 class SettingsError(AutoRetrainError, ValueError):
     """A settings file, environment variable or override has an unknown key or a bad value."""
 
@@ -135,6 +139,16 @@ class Settings:
     alert_channel_warning: str = "#autoretrain"
     alert_channel_info: str = "#autoretrain"
     alert_cooldown_minutes: int = 60  # the same alert (dedup key) is not repeated within this time
+    # --- e-mail next to Slack (issue 14): the SMTP provider's SmtpNotifier; no recipient = no e-mail
+    alert_email_to: tuple[str, ...] = ()  # recipients of every alert of alert_email_severities
+    alert_email_severities: tuple[str, ...] = ("info", "warning", "critical")
+    alert_email_from: str = ""  # sender address; empty: the SMTP connection's "from_email" extra
+    smtp_conn_id: str = "smtp_default"  # Airflow connection of the SMTP server (host, port, login, TLS)
+    modelops_url: str = ""  # the Model Ops page (e.g. http://airflow:8080/modelops) linked from alerts; empty: none
+    # Airflow Deadline Alerts: "<dag_id>=<duration after the run was queued>" (s, m or h); 0 turns one off
+    run_deadlines: tuple[str, ...] = ("training=2h", "retrain_compare_promote=2h", "monitoring=30m",
+                                      "dataset_validation=30m", "rollback=15m", "maintenance=1h",
+                                      "feedback_trigger=15m")
 
     # --- serving (issue 3): autoretrain.serving, its prediction log on database_url
     serving_host: str = "127.0.0.1"
@@ -231,6 +245,27 @@ class Settings:
                                 f"feedback_retrain_min_labels={self.feedback_retrain_min_labels} at least 1")
         if self.data_max_bytes < 1:
             raise SettingsError(f"data_max_bytes={self.data_max_bytes} must be at least 1")
+        unknown_severities = sorted(set(self.alert_email_severities) - {"info", "warning", "critical"})
+        if unknown_severities:
+            raise SettingsError(f"alert_email_severities has {unknown_severities}; known: info, warning, critical")
+        bad_addresses = [a for a in self.alert_email_to if not _EMAIL.fullmatch(a)]
+        if bad_addresses:
+            raise SettingsError(f"alert_email_to has addresses that are not name@domain: {bad_addresses}")
+        self.deadlines()  # raises on a malformed entry
+
+    def deadlines(self) -> dict[str, float]:
+        """``run_deadlines`` as dag_id -> seconds after the run was queued (entries of 0 left out)."""
+        out: dict[str, float] = {}
+        for entry in self.run_deadlines:
+            dag_id, sep, duration = entry.partition("=")
+            match = _DURATION.fullmatch(duration.strip())
+            if not sep or not dag_id.strip() or match is None:
+                raise SettingsError(f"run_deadlines entry {entry!r} is not <dag_id>=<number><s|m|h> "
+                                    "(e.g. monitoring=30m)")
+            seconds = float(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2] or "m"]
+            if seconds > 0:
+                out[dag_id.strip()] = seconds
+        return out
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.public().items())

@@ -17,14 +17,15 @@ DAG_FILES = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startsw
 HEAVY = ("mlflow", "sklearn", "pandas", "numpy", "scipy", "evidently", "boto3", "matplotlib")
 
 EXPECTED_GRAPHS = {
-    "dataset_validation": {"validate": {"snapshot"}, "snapshot": set()},
+    "dataset_validation": {"validate": {"snapshot", "stale_data_alert"}, "snapshot": set(),
+                           "stale_data_alert": set()},
     "feedback_trigger": {"count_labels": set()},
     "maintenance": {"purge_rows": set(), "purge_artifacts": set()},
     "monitoring": {
-        "measure": {"decide"}, "decide": {"drift_detected", "awaiting_confirmation", "no_action"},
+        "measure": {"decide"}, "decide": {"drift_detected", "awaiting_confirmation", "no_action", "regression_alert"},
         "drift_detected": {"drift_alert", "trigger_retrain"}, "awaiting_confirmation": set(),
         "drift_alert": set(), "trigger_retrain": {"record_retrain"}, "record_retrain": set(), "no_action": set(),
-        "reconcile_aliases": set(),
+        "regression_alert": set(), "reconcile_aliases": set(),
     },
     "training": {
         "load": {"validate", "train", "select", "evaluate", "register"},
@@ -160,3 +161,43 @@ def test_params_name_only_settings_a_run_may_set(dagbag, dag_id):
 
     names = {f.name for f in dataclasses.fields(Settings)}
     assert {p for p in dagbag.dags[dag_id].params if p in names} <= RUN_SETTINGS
+
+
+@pytest.fixture(scope="module")
+def deadline_dagbag():
+    """The DAGs parsed with the built-in ``run_deadlines`` (the session turns them off for dag.test())."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from autoretrain.config import Settings
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUTORETRAIN_RUN_DEADLINES", ",".join(Settings().run_deadlines))
+        return DagBag(str(ROOT / "dags"))
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.stem)
+def test_every_dag_has_its_deadline_alert(deadline_dagbag, dagbag, path: Path):
+    from datetime import timedelta
+
+    from airflow.sdk import DeadlineReference
+
+    from autoretrain.config import Settings
+
+    (deadline,) = deadline_dagbag.dags[path.stem].deadline
+    assert deadline.reference == DeadlineReference.DAGRUN_QUEUED_AT
+    assert deadline.interval == timedelta(seconds=Settings().deadlines()[path.stem])
+    assert deadline.callback.path == "autoretrain.airflow.deadlines.deadline_missed"
+    assert deadline.callback.kwargs["limit"].endswith(" after it was queued")
+    assert dagbag.dags[path.stem].deadline is None  # this session's setting: none (see tests/conftest.py)
+
+
+def test_in_approve_mode_the_retrain_deadline_covers_the_wait_for_a_person(monkeypatch):
+    from datetime import timedelta
+
+    from autoretrain.airflow.deadlines import run_deadline
+
+    monkeypatch.setenv("AUTORETRAIN_RUN_DEADLINES", "retrain_compare_promote=2h,training=2h")
+    monkeypatch.setenv("AUTORETRAIN_PROMOTION_MODE", "approve")
+    monkeypatch.setenv("AUTORETRAIN_APPROVAL_TIMEOUT_HOURS", "24")
+    assert run_deadline("retrain_compare_promote").interval == timedelta(hours=26)
+    assert run_deadline("training").interval == timedelta(hours=2)

@@ -28,13 +28,15 @@ def test_schedule_and_house_rules(dag):
 
 
 def test_graph_asset_and_callbacks(dag):
-    assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == {"validate": {"snapshot"}, "snapshot": set()}
+    assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == {
+        "validate": {"snapshot", "stale_data_alert"}, "snapshot": set(), "stale_data_alert": set()}
     snapshot = dag.get_task("snapshot")
     assert snapshot.outlets == [VALIDATED_DATASET]
     assert VALIDATED_DATASET.uri == "x-autoretrain://datasets/validated"
     for task in dag.tasks:
         assert task.on_failure_callback == [on_task_failure]
-        assert task.feedback_loader == "autoretrain.data.feedback:load_feedback"
+    for task_id in ("validate", "snapshot"):
+        assert dag.get_task(task_id).feedback_loader == "autoretrain.data.feedback:load_feedback"
     assert resolve_loader(dag.get_task("validate").feedback_loader) is load_feedback
 
 

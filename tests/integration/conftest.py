@@ -1,16 +1,22 @@
-"""A Slack-compatible HTTP receiver on loopback (incoming webhooks and ``chat.postMessage``).
+"""Receivers on loopback for the alert channels: a Slack-compatible HTTP server and a real SMTP server.
 
-It speaks the parts of Slack's protocol the provider's hooks use: ``POST /services/<token>``
-answers ``ok`` (200), ``POST /api/chat.postMessage`` answers ``{"ok": true, ...}`` when the
-``Authorization: Bearer`` token matches. Every request is recorded (path, headers, parsed body),
-and ``fail_with`` makes it answer like a misconfigured workspace.
+The Slack receiver speaks the parts of Slack's protocol the provider's hooks use:
+``POST /services/<token>`` answers ``ok`` (200), ``POST /api/chat.postMessage`` answers
+``{"ok": true, ...}`` when the ``Authorization: Bearer`` token matches. Every request is recorded
+(path, headers, parsed body), and ``fail_with`` makes it answer like a misconfigured workspace.
+
+The SMTP receiver is aiosmtpd's server (``smtp_receiver``): it accepts mail after ``AUTH`` with
+:data:`SMTP_USER`/:data:`SMTP_PASSWORD` (plain text: loopback only) and keeps every message.
 """
 
 from __future__ import annotations
 
+import contextlib
+import email
+import email.message
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,6 +26,8 @@ import pytest
 
 WEBHOOK_TOKEN = "T0AUTO/B0RETRAIN/xyzzy"
 API_TOKEN = "xoxb-autoretrain-test"
+SMTP_USER = "autoretrain"
+SMTP_PASSWORD = "smtp-test-password-5c1f"  # noqa: S105 - a loopback test server's
 
 
 @dataclass
@@ -90,6 +98,13 @@ def _handler(receiver: SlackReceiver) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def slack_receiver() -> Iterator[SlackReceiver]:
     """A fresh receiver on 127.0.0.1 (a free port) for one test."""
+    with slack_receiving() as receiver:
+        yield receiver
+
+
+@contextlib.contextmanager
+def slack_receiving() -> Generator[SlackReceiver, None, None]:
+    """A Slack receiver for the length of the block (module fixtures use it directly)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), None)  # type: ignore[arg-type]
     receiver = SlackReceiver(base=f"http://127.0.0.1:{server.server_address[1]}")
     server.RequestHandlerClass = _handler(receiver)
@@ -100,3 +115,61 @@ def slack_receiver() -> Iterator[SlackReceiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# ---------------------------------------------------------------------------------------- SMTP
+@dataclass
+class SmtpMessage:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: email.message.Message
+
+
+@dataclass
+class SmtpReceiver:
+    port: int
+    messages: list[SmtpMessage] = field(default_factory=list)
+    logins: list[str] = field(default_factory=list)
+
+    def connection(self, **extra: Any) -> str:
+        """``AIRFLOW_CONN_<ID>`` value (JSON) for an SMTP connection to this server (no TLS on loopback)."""
+        return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": self.port, "login": SMTP_USER,
+                           "password": SMTP_PASSWORD, "extra": {"disable_tls": True, "disable_ssl": True,
+                                                                "timeout": 10, "retry_limit": 0, **extra}})
+
+
+@pytest.fixture
+def smtp_receiver() -> Iterator[SmtpReceiver]:
+    """aiosmtpd on 127.0.0.1 (a free port) for one test, with AUTH; every accepted message is kept."""
+    with smtp_receiving() as receiver:
+        yield receiver
+
+
+@contextlib.contextmanager
+def smtp_receiving() -> Generator[SmtpReceiver, None, None]:
+    """An SMTP receiver for the length of the block (module fixtures use it directly)."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from tests.conftest import free_port
+
+    receiver = SmtpReceiver(port=free_port())
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook
+            receiver.messages.append(SmtpMessage(envelope.mail_from, list(envelope.rcpt_tos),
+                                                 email.message_from_bytes(envelope.original_content)))
+            return "250 OK"
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        ok = auth_data.login.decode() == SMTP_USER and auth_data.password.decode() == SMTP_PASSWORD
+        receiver.logins.append(f"{mechanism}:{auth_data.login.decode()}:{'ok' if ok else 'refused'}")
+        return AuthResult(success=ok)
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=receiver.port, authenticator=authenticate,
+                            auth_require_tls=False)
+    controller.start()
+    try:
+        yield receiver
+    finally:
+        controller.stop()

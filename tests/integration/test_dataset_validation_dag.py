@@ -73,7 +73,7 @@ def test_good_data_is_reported_snapshotted_and_announced(airflow_db, env, tmp_pa
     monkeypatch.setenv("AUTORETRAIN_FEEDBACK_URI", str(feedback))  # a connection setting: never from a run's conf
     run = dag_from_bag("dataset_validation").test()
     assert run.state == "success", task_states(run)
-    assert task_states(run) == {"validate": "success", "snapshot": "success"}
+    assert task_states(run) == {"validate": "success", "snapshot": "success", "stale_data_alert": "skipped"}
 
     corpus = [tuple(line.split("\t")) for line in CORPUS.read_text(encoding="utf-8").splitlines()]
     expected = _jsonl(corpus + [("spam", "WIN a FREE cruise! reply YES now"),
@@ -108,6 +108,33 @@ def test_good_data_is_reported_snapshotted_and_announced(airflow_db, env, tmp_pa
     assert sorted(p.name for p in (artifacts / "snapshots").iterdir()) == [digest]
 
 
+def test_no_new_labels_within_freshness_days_sends_the_stale_data_alert(airflow_db, env, tmp_path, monkeypatch):
+    artifacts, db, receiver = env
+    old = (datetime.now(UTC) - timedelta(days=45)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    feedback = tmp_path / "feedback.csv"
+    feedback.write_text(f"label,text,timestamp\nham,the last label anyone sent,{old}\n", encoding="utf-8")
+    monkeypatch.setenv("AUTORETRAIN_FEEDBACK_URI", str(feedback))
+    run = dag_from_bag("dataset_validation").test()
+    assert task_states(run) == {"validate": "success", "snapshot": "success", "stale_data_alert": "success"}
+
+    (run_dir,) = list((artifacts / "reports" / "dataset_validation").iterdir())
+    freshness = {c["name"]: c for c in json.loads((run_dir / "report.json").read_text())["warnings"]}["freshness"]
+    assert freshness["score"] == pytest.approx(45.0, abs=0.01) and freshness["threshold"] == 30.0
+    run_url = airflow_run_url("http://localhost:8080/", "dataset_validation", run.run_id)
+    assert [r.body["text"] for r in receiver.requests] == [
+        ":warning: *No new labelled data for 45 days*\n"
+        f"Source `{ROOT / 'data/sms_spam_collection/SMSSpamCollection'}`, validation run `{run.run_id}`:\n"
+        f"newest labelled data is {freshness['score']:.4g} days old (limit 30 days)\n"
+        f"Check: {freshness['details']}\n"
+        "*Done:* the data passed its blocking checks and is used as it is; monitoring and retraining learn nothing "
+        "new until labels come back\n"
+        "*You can:* check that feedback still reaches POST /feedback and that feedback_uri is updated; raise "
+        "freshness_days if this source is meant to change less often\n"
+        f"<{run_url}|Airflow run>"]
+    assert [(r["kind"], r["severity"], r["status"], r["task_id"]) for r in _alert_rows(db)] == [
+        ("stale_data", "warning", "sent", "stale_data_alert")]
+
+
 def test_bad_data_fails_at_validate_alerts_and_snapshots_nothing(airflow_db, env, tmp_path):
     artifacts, db, receiver = env
     bad = tmp_path / "half_duplicates.tsv"
@@ -115,7 +142,8 @@ def test_bad_data_fails_at_validate_alerts_and_snapshots_nothing(airflow_db, env
     bad.write_text("\n".join(rows + rows) + "\n", encoding="utf-8")  # 1200 rows, 50 % repeats
     run = dag_from_bag("dataset_validation").test(run_conf={"data_uri": str(bad)})
     assert run.state == "failed"
-    assert task_states(run) == {"validate": "failed", "snapshot": "upstream_failed"}
+    assert task_states(run) == {"validate": "failed", "snapshot": "upstream_failed",
+                                "stale_data_alert": "upstream_failed"}
     assert not (artifacts / "snapshots").exists()
 
     (run_dir,) = list((artifacts / "reports" / "dataset_validation").iterdir())

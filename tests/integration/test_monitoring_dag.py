@@ -81,6 +81,7 @@ def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(a
     assert states["drift_detected"] == "skipped" and states["no_action"] == "success"
     assert states["awaiting_confirmation"] == "skipped"
     assert states["trigger_retrain"] == "skipped" and states["drift_alert"] == "skipped"
+    assert states["regression_alert"] == "skipped"  # the champion's accuracy on its own hold-out is fine
     assert states["reconcile_aliases"] == "success"  # the champion's assignment is in the audit: nothing external
     row = monitoring.read_window_row(settings, start=base, end=quiet_end)
     assert row["n_predictions"] == 400 and row["n_labelled"] == 400
@@ -154,6 +155,47 @@ def test_quiet_window_records_no_action_and_drifted_window_triggers_retraining(a
     with engine.connect() as conn:
         count = conn.execute(sa.select(sa.func.count()).select_from(monitoring.drift_windows)).scalar_one()
     assert count == 4
+
+
+def test_feedback_that_disagrees_with_the_champion_sends_the_regression_alert(airflow_db, env):
+    """One in four labels contradicts the champion: accuracy under the floor and F1 down -> critical alert."""
+    settings, engine, holdout = env
+    start = datetime(2026, 10, 19, 0, 0, tzinfo=UTC)  # before the other tests' windows: a history of its own
+    rows = list(zip(holdout["text"], holdout["label"], strict=True))[:400]
+    flipped = [(text, ({"ham": "spam", "spam": "ham"}[label] if i % 4 == 0 else label))
+               for i, (text, label) in enumerate(rows)]
+    _log(engine, flipped, start=start, model_name=settings.model_name)
+    end = start + timedelta(hours=6)
+    run = dag_from_bag("monitoring").test(run_conf={"window_end": end.isoformat(), "window_hours": 6,
+                                                    "drift_consecutive_windows": 2})
+    states = task_states(run)
+    assert states["regression_alert"] == "success" and states["awaiting_confirmation"] == "success", states
+
+    row = monitoring.read_window_row(settings, start=start, end=end)
+    feedback = {r["name"]: r for r in row["report"]["results"]}
+    accuracy, f1 = feedback["feedback_accuracy"]["details"]["accuracy"], feedback["feedback_f1"]
+    assert accuracy < settings.accuracy_floor and f1["drifted"] is True
+    (alert,) = _regression_rows(settings)
+    assert (alert.status, alert.severity, alert.dag_id, alert.task_id, alert.run_id) == (
+        "logged", "critical", "monitoring", "regression_alert", run.run_id)
+    assert alert.title == f"{settings.model_name} version 1 regressed on live feedback"
+    drop = f1["details"]["baseline_f1"] - f1["details"]["f1"]
+    lines = alert.message.splitlines()
+    assert lines[1:5] == [
+        f"Monitoring run `{run.run_id}` in window 2026-10-19 00:00:00 - 06:00:00 UTC, 400 labelled predictions:",
+        f"• accuracy {accuracy:.4g} is under the floor 0.93",
+        f"• f1 {f1['details']['f1']:.4g} is {drop:.4g} under its evaluation {f1['details']['baseline_f1']:.4g} "
+        f"(limit {f1['threshold']:.4g})",
+        "*Done:* version 1 keeps serving; no retrain yet: 1 of 2 breaching windows in a row (the next window decides)"]
+    assert f"/#/runs/{row['mlflow_run_id']}|MLflow>" in lines[-1]
+    assert f"/#/models/{settings.model_name}/versions/1|MLflow version>" in lines[-1]
+
+
+def _regression_rows(settings) -> list:
+    from autoretrain.alerts.store import AlertStore
+
+    with AlertStore(settings.database_url) as store:
+        return [r for r in reversed(store.records()) if r.kind == "regression"]
 
 
 def test_window_without_a_champion_ends_in_no_action_at_once(airflow_db, env, monkeypatch):

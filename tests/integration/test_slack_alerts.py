@@ -172,7 +172,8 @@ def test_alert_task_succeeds_whether_or_not_slack_answers(settings, slack_receiv
             "*Done:* version 4 serves all traffic again\n"
             "*You can:* find out what was wrong with version 5 before the next promotion\n"
             "<http://localhost:8080/dags/rollback/runs/manual__1|Airflow run> · "
-            "<http://mlflow.internal:5000/#/runs/0f1e2d3c|MLflow>")
+            "<http://mlflow.internal:5000/#/runs/0f1e2d3c|MLflow> · "
+            "<http://mlflow.internal:5000/#/models/sms-spam/versions/4|MLflow version>")  # added by send_alert
     assert [r.body for r in slack_receiver.requests] == [_api_body("#ops-critical", text)]
 
     monkeypatch.setenv("AUTORETRAIN_SLACK_CONN_ID", "slack_never_defined")

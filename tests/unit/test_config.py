@@ -378,3 +378,16 @@ def test_a_run_may_add_the_approval_gate_but_never_drop_it() -> None:
 def test_approval_and_feedback_settings_are_checked(field: str, value: object, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings(**{field: value})
+def test_alert_channel_and_deadline_settings_are_checked():
+    assert Settings(run_deadlines=("monitoring=30m", "training=2h", "rollback=45s", "maintenance=0")).deadlines() == {
+        "monitoring": 1800.0, "training": 7200.0, "rollback": 45.0}
+    assert Settings(run_deadlines=("x=5",)).deadlines() == {"x": 300.0}  # minutes without a unit
+    for bad in ("monitoring", "=5m", "monitoring=5d", "monitoring=-1m"):
+        with pytest.raises(SettingsError, match="run_deadlines entry"):
+            Settings(run_deadlines=(bad,))
+    with pytest.raises(SettingsError, match=r"alert_email_severities has \['page'\]"):
+        Settings(alert_email_severities=("critical", "page"))
+    with pytest.raises(SettingsError, match="not name@domain"):
+        Settings(alert_email_to=("ops@example.com", "not an address"))
+    env = load_settings(environ={"AUTORETRAIN_ALERT_EMAIL_TO": "a@x.test, b@x.test", "AUTORETRAIN_RUN_DEADLINES": ""})
+    assert env.alert_email_to == ("a@x.test", "b@x.test") and env.deadlines() == {}

@@ -65,7 +65,7 @@ def context_ids(context: Mapping[str, Any] | None) -> dict[str, str | None]:
         return {"dag_id": None, "run_id": None, "task_id": None}
     ti = context.get("ti") or context.get("task_instance")
     dag = context.get("dag")
-    return {"dag_id": getattr(dag, "dag_id", None) or getattr(ti, "dag_id", None),
+    return {"dag_id": getattr(dag, "dag_id", None) or getattr(ti, "dag_id", None) or context.get("dag_id"),
             "run_id": str(context["run_id"]) if context.get("run_id") else getattr(ti, "run_id", None),
             "task_id": getattr(ti, "task_id", None)}
 

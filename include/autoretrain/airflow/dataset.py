@@ -5,7 +5,8 @@ on the configured source and the feedback up to the run's data interval end, wri
 (``report.json`` + ``report.md``) to the artifact store, and fails with :class:`DatasetRejected`
 (no retry) when a blocking check fails; the failure callback turns that into a
 ``validation_failed`` alert. :class:`SnapshotDatasetOperator` stores the validated rows under their
-digest and emits :data:`VALIDATED_DATASET`.
+digest and emits :data:`VALIDATED_DATASET`. :class:`StaleDataAlertOperator` sends the
+``stale_data`` alert when the validation's freshness warning says no new labelled data came in.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowSkipException
 
+from autoretrain.airflow.alerting import DeliveryRecord
 from autoretrain.airflow.assets import VALIDATED_DATASET
 from autoretrain.airflow.context import run_time, settings_for
 from autoretrain.airflow.errors import DatasetRejected, maps_errors
@@ -100,3 +103,33 @@ class SnapshotDatasetOperator(BaseOperator):
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
         return snapshot.as_dict()
+
+
+class StaleDataAlertOperator(BaseOperator):
+    """Alert when no new labelled data arrived within ``freshness_days``; skip when the data is fresh.
+
+    ``validated`` is :class:`ValidateDatasetOperator`'s summary: its ``freshness`` warning (newest
+    feedback timestamp or snapshot first seen, judged at the run's data interval end) decides.
+    """
+
+    template_fields: Sequence[str] = ("validated",)
+    ui_color = "#fdecea"
+
+    def __init__(self, *, validated: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validated: DatasetVerdict = validated  # an XComArg until Airflow renders it for execute
+
+    @maps_errors
+    def execute(self, context: Context) -> DeliveryRecord:
+        from autoretrain.airflow.alerting import send_alert
+        from autoretrain.airflow.context import airflow_url
+        from autoretrain.alerts.messages import stale_data_alert
+        from autoretrain.data.dataset_validation import freshness_warning
+
+        stale = freshness_warning(self.validated)
+        if stale is None:
+            raise AirflowSkipException("labelled data is fresh (or its age is not known): no alert")
+        alert = stale_data_alert(source=self.validated["source"], age_days=stale["score"],
+                                 limit_days=stale["threshold"], details=stale["details"], run_id=context["run_id"],
+                                 airflow_url=airflow_url(context))
+        return send_alert(alert, settings_for(context), context=context).as_dict()

@@ -57,20 +57,24 @@ class DecideRetrainOperator(BaseBranchOperator):
     ``quiet_task_id`` (nothing to do). The decision is pushed as XCom ``decision``.
     """
 
-    def __init__(self, *, retrain_task_id: str, waiting_task_id: str, quiet_task_id: str, **kwargs: Any) -> None:
+    def __init__(self, *, retrain_task_id: str, waiting_task_id: str, quiet_task_id: str,
+                 always_task_ids: tuple[str, ...] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.retrain_task_id, self.waiting_task_id, self.quiet_task_id = retrain_task_id, waiting_task_id, quiet_task_id
+        self.always_task_ids = tuple(always_task_ids)  # followed whatever the decision (the regression alert)
 
     @maps_errors
-    def choose_branch(self, context: Context) -> str:
+    def choose_branch(self, context: Context) -> list[str]:
         from autoretrain.monitoring.windows import decide_window
 
         start, end = window_of(context)
         decision: RetrainDecision = decide_window(settings_for(context), start=start, end=end)
         context["ti"].xcom_push(key="decision", value=decision)
         if decision["retrain"]:
-            return self.retrain_task_id
-        return self.waiting_task_id if decision.get("streak", 0) > 0 else self.quiet_task_id
+            chosen = self.retrain_task_id
+        else:
+            chosen = self.waiting_task_id if decision.get("streak", 0) > 0 else self.quiet_task_id
+        return [chosen, *self.always_task_ids]
 
 
 class DriftSensor(BaseSensorOperator):
@@ -133,4 +137,42 @@ class DriftAlertOperator(BaseOperator):
                             run_id=context["run_id"], airflow_url=airflow_url(context),
                             mlflow_url=mlflow_run_url(settings.resolved_tracking_uri(),
                                                       row["mlflow_run_id"] if row else None))
+        return send_alert(alert, settings, context=context).as_dict()
+
+
+class RegressionAlertOperator(BaseOperator):
+    """Send the regression alert when the window's feedback shows the champion regressed; skip otherwise.
+
+    Regressed: feedback accuracy under ``accuracy_floor``, or feedback F1 down from the champion's
+    evaluation by more than its threshold (:func:`autoretrain.monitoring.regression.find_regressions`).
+    The alert says what the run decided (``decide_task_id``'s XCom ``decision``).
+    """
+
+    ui_color = "#fdecea"
+
+    def __init__(self, *, decide_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.decide_task_id = decide_task_id
+
+    @maps_errors
+    def execute(self, context: Context) -> DeliveryRecord:
+        from autoretrain.airflow.alerting import send_alert
+        from autoretrain.alerts.messages import mlflow_model_url, mlflow_run_url, regression_alert
+        from autoretrain.monitoring.regression import find_regressions, regression_action
+        from autoretrain.monitoring.windows import Window, read_window_row, window_run_name
+
+        settings = settings_for(context)
+        start, end = window_of(context)
+        row = read_window_row(settings, start=start, end=end)
+        findings = find_regressions(row["report"], accuracy_floor=settings.accuracy_floor) if row else []
+        if row is None or not findings or row["model_version"] is None:
+            raise AirflowSkipException("no regression on this window's feedback")
+        decision = context["ti"].xcom_pull(task_ids=self.decide_task_id, key="decision")
+        tracking_uri = settings.resolved_tracking_uri()
+        alert = regression_alert(
+            model_name=settings.model_name, version=row["model_version"], findings=findings, run_id=context["run_id"],
+            action=regression_action(decision, consecutive=settings.drift_consecutive_windows),
+            window=window_run_name(Window(start, end, [], [], [])), n_labelled=row["n_labelled"],
+            airflow_url=airflow_url(context), mlflow_url=mlflow_run_url(tracking_uri, row["mlflow_run_id"]),
+            model_url=mlflow_model_url(tracking_uri, settings.model_name, row["model_version"]))
         return send_alert(alert, settings, context=context).as_dict()

@@ -9,10 +9,10 @@ redacted with :func:`autoretrain.data.pii.redact` before it enters a message.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from autoretrain.config import Settings
 from autoretrain.data.pii import redact
@@ -25,7 +25,12 @@ MAX_TEXT_CHARS = 3000
 
 @dataclass(frozen=True)
 class Alert:
-    """One event worth telling people about: what, how bad, the message, and its de-duplication key."""
+    """One event worth telling people about: what, how bad, the message, and its de-duplication key.
+
+    ``text`` is the Slack rendering; the parts it is made of (``body``, ``done``, ``todo``, the task
+    log link) are kept too, so the e-mail (:mod:`autoretrain.alerts.email`) renders the same
+    message, and links added later (:func:`with_links`) appear in both.
+    """
 
     kind: str
     severity: str
@@ -33,6 +38,11 @@ class Alert:
     text: str
     dedup_key: str
     links: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    body: tuple[str, ...] = field(default=(), compare=False)
+    done: str = field(default="", compare=False)
+    todo: str = field(default="", compare=False)
+    log_url: str | None = field(default=None, compare=False)
+    model_version: str | None = field(default=None, compare=False)  # the version it is about (Model Ops link)
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -63,10 +73,23 @@ def mlflow_model_url(tracking_uri: str, name: str, version: str | int) -> str | 
     return f"{tracking_uri.rstrip('/')}/#/models/{quote(name, safe='')}/versions/{version}"
 
 
+def modelops_page_url(base_url: str, *, model_name: str, version: str | int | None = None) -> str | None:
+    """The Model Ops page of a model (and version): ``<base>?model=<name>[&version=<v>]``; None without a base.
+
+    ``base_url`` is the setting ``modelops_url`` (e.g. ``http://airflow:8080/modelops``, the
+    plugin's page); empty means there is no such page to link to.
+    """
+    if not base_url.strip().startswith(("http://", "https://")):
+        return None
+    query = {"model": model_name, **({"version": str(version)} if version is not None else {})}
+    return f"{base_url.strip().rstrip('/')}?{urlencode(query)}"
+
+
 # ------------------------------------------------------------------------------------- builders
 #: listed items (checks, reasons) per alert; the rest is one link away
 MAX_ITEMS = 6
-LINK_LABELS = {"airflow": "Airflow run", "mlflow": "MLflow", "log": "task log"}
+LINK_LABELS = {"airflow": "Airflow run", "mlflow": "MLflow", "model": "MLflow version", "modelops": "Model Ops",
+               "log": "task log"}
 
 
 def _clip(text: Any, limit: int = 200) -> str:
@@ -95,9 +118,20 @@ def _items(lines: Sequence[str], *, more: str) -> list[str]:
 
 
 def _alert(kind: str, severity: str, title: str, body: Sequence[str], *, done: str, todo: str, dedup_key: str,
-           airflow_url: str | None, mlflow_url: str | None, log_url: str | None = None) -> Alert:
-    """The Slack-formatted text: title, the few figures that matter, what was done, what a person may do, links."""
-    links = tuple((k, v) for k, v in (("airflow", airflow_url), ("mlflow", mlflow_url)) if v)
+           airflow_url: str | None, mlflow_url: str | None, log_url: str | None = None,
+           model_url: str | None = None, model_version: str | int | None = None) -> Alert:
+    """The alert: title, the few figures that matter, what was done, what a person may do, links."""
+    named = (("airflow", airflow_url), ("mlflow", mlflow_url), ("model", model_url))
+    links = tuple((k, v) for k, v in named if v)
+    return Alert(kind=kind, severity=severity, title=title, text=render_text(severity, title, body, done=done,
+                 todo=todo, links=links, log_url=log_url), dedup_key=dedup_key, links=links, body=tuple(body),
+                 done=done, todo=todo, log_url=log_url,
+                 model_version=None if model_version is None else str(model_version))
+
+
+def render_text(severity: str, title: str, body: Sequence[str], *, done: str, todo: str,
+                links: Sequence[tuple[str, str]], log_url: str | None = None) -> str:
+    """The Slack-formatted text (mrkdwn), at most :data:`MAX_TEXT_CHARS` characters."""
     targets = [*links, *([("log", log_url)] if log_url else [])]
     link_line = " · ".join(f"<{url}|{LINK_LABELS[kind]}>" for kind, url in targets)
     lines = [f"{ICONS[severity]} *{title}*", *body, f"*Done:* {done}", f"*You can:* {todo}"]
@@ -106,7 +140,30 @@ def _alert(kind: str, severity: str, title: str, body: Sequence[str], *, done: s
     text = "\n".join(lines)
     if len(text) > MAX_TEXT_CHARS:  # never cut a line in half: drop whole lines from the end of the body
         text = text[: MAX_TEXT_CHARS - 2].rsplit("\n", 1)[0] + "\n…"
-    return Alert(kind=kind, severity=severity, title=title, text=text, dedup_key=dedup_key, links=links)
+    return text
+
+
+def with_links(alert: Alert, extra: Sequence[tuple[str, str | None]]) -> Alert:
+    """``alert`` with more named links (``model``, ``modelops``...), in its text too; a name it has is kept."""
+    have = {name for name, _ in alert.links}
+    added = tuple((name, url) for name, url in extra if url and name not in have)
+    if not added:
+        return alert
+    links = (*alert.links, *added)
+    return replace(alert, links=links, text=render_text(alert.severity, alert.title, alert.body, done=alert.done,
+                                                        todo=alert.todo, links=links, log_url=alert.log_url))
+
+
+def scrubbed(alert: Alert, scrub: Callable[[str], str]) -> Alert:
+    """``alert`` with ``scrub`` applied to every text part and link (secrets out before anything is sent)."""
+    links = tuple((name, scrub(url)) for name, url in alert.links)
+    log_url = scrub(alert.log_url) if alert.log_url else None
+    body = tuple(scrub(line) for line in alert.body)
+    if not body and not alert.done:  # built by hand, not by a builder: only the text exists
+        return replace(alert, title=scrub(alert.title), text=scrub(alert.text), links=links, log_url=log_url)
+    title, done, todo = scrub(alert.title), scrub(alert.done), scrub(alert.todo)
+    return replace(alert, title=title, body=body, done=done, todo=todo, links=links, log_url=log_url,
+                   text=render_text(alert.severity, title, body, done=done, todo=todo, links=links, log_url=log_url))
 
 
 def _check_line(check: Mapping[str, Any], *, over: bool = False) -> str:
@@ -169,17 +226,60 @@ def drift_alert(*, model_name: str, checks: Sequence[Mapping[str, Any]], run_id:
                   mlflow_url=mlflow_url)
 
 
-def regression_alert(*, model_name: str, version: str | int, metric: str, value: float, floor: float,
-                     window: str = "", run_id: str, airflow_url: str | None = None,
-                     mlflow_url: str | None = None) -> Alert:
-    """The champion's live metric fell below its floor."""
-    span = f" over {window}" if window else ""
-    body = [f"{metric} {_num(value)}{span} is below the floor {_num(floor)} (run `{run_id}`)"]
-    return _alert("regression", "critical", f"{model_name} version {version} regressed", body,
-                  done=f"version {version} keeps serving",
-                  todo="roll back with the rollback DAG (or `autoretrain rollback`), or trigger a retrain",
-                  dedup_key=f"regression:{model_name}:{version}:{metric}", airflow_url=airflow_url,
-                  mlflow_url=mlflow_url)
+def regression_alert(*, model_name: str, version: str | int, findings: Sequence[Mapping[str, Any]], run_id: str,
+                     action: str, window: str = "", n_labelled: int | None = None, airflow_url: str | None = None,
+                     mlflow_url: str | None = None, model_url: str | None = None) -> Alert:
+    """The champion's live performance on feedback fell: accuracy under its floor, or F1 down by more than its limit.
+
+    ``findings`` come from :func:`autoretrain.monitoring.regression.find_regressions` (``metric``,
+    ``value``, ``limit``, and ``baseline`` for a drop against the champion's own evaluation);
+    ``action`` says what the monitoring run did about it (retrain triggered, or waiting).
+    """
+    span = f" in {window}" if window else ""
+    labelled = f", {n_labelled} labelled predictions" if n_labelled is not None else ""
+    body = [f"Monitoring run `{run_id}`{span}{labelled}:", *_items([_regression_line(f) for f in findings],
+                                                                   more="the MLflow run")]
+    metrics = ",".join(sorted(str(f["metric"]) for f in findings))
+    return _alert("regression", "critical", f"{model_name} version {version} regressed on live feedback", body,
+                  done=f"version {version} keeps serving; {action}",
+                  todo="roll back now with the rollback DAG (or `autoretrain rollback`) if the previous version did "
+                       "better; read the window's labelled feedback in the MLflow run",
+                  dedup_key=f"regression:{model_name}:{version}:{metrics}", airflow_url=airflow_url,
+                  mlflow_url=mlflow_url, model_url=model_url, model_version=version)
+
+
+def _regression_line(finding: Mapping[str, Any]) -> str:
+    metric, value, limit = finding["metric"], _num(finding["value"]), _num(finding["limit"])
+    if finding.get("baseline") is None:
+        return f"{metric} {value} is under the floor {limit}"
+    drop = _num(float(finding["baseline"]) - float(finding["value"]))
+    return f"{metric} {value} is {drop} under its evaluation {_num(finding['baseline'])} (limit {limit})"
+
+
+def stale_data_alert(*, source: str, age_days: float, limit_days: float, details: str, run_id: str,
+                     airflow_url: str | None = None, mlflow_url: str | None = None) -> Alert:
+    """No new labelled data (feedback or a new snapshot) arrived within ``freshness_days``."""
+    body = [f"Source `{_clip(redact(source), 160)}`, validation run `{run_id}`:",
+            f"newest labelled data is {_num(age_days)} days old (limit {_num(limit_days)} days)"]
+    if details.strip():
+        body.append(f"Check: {_clip(redact(details), 200)}")
+    return _alert("stale_data", "warning", f"No new labelled data for {age_days:.0f} days", body,
+                  done="the data passed its blocking checks and is used as it is; monitoring and retraining learn "
+                       "nothing new until labels come back",
+                  todo="check that feedback still reaches POST /feedback and that feedback_uri is updated; raise "
+                       "freshness_days if this source is meant to change less often",
+                  dedup_key=f"stale_data:{redact(source)[:300]}", airflow_url=airflow_url, mlflow_url=mlflow_url)
+
+
+def deadline_alert(*, dag_id: str, run_id: str, limit: str, deadline_time: str, state: str,
+                   airflow_url: str | None = None, mlflow_url: str | None = None) -> Alert:
+    """An Airflow Deadline Alert: a DAG run was not finished by its deadline."""
+    body = [f"Run `{run_id}` is still {state} past its deadline {deadline_time} ({limit})"]
+    return _alert("deadline", "warning", f"{dag_id} run missed its deadline", body,
+                  done="nothing was stopped: the run goes on, and Airflow records the missed deadline",
+                  todo="open the run: a task waiting for a worker slot or pool, a sensor still poking, or a call to "
+                       "MLflow or the database that hangs; mark the run failed to stop it, or clear the stuck task",
+                  dedup_key=f"deadline:{dag_id}:{run_id}:{limit}", airflow_url=airflow_url, mlflow_url=mlflow_url)
 
 
 def prediction_log_alert(*, service: str, status: str, reasons: Sequence[str], backlog_rows: int,
@@ -207,7 +307,8 @@ def promotion_alert(*, model_name: str, version: str | int, previous_version: st
     return _alert("promotion", "info", f"{model_name} version {version} promoted to champion", body,
                   done=f"the prediction service swaps to version {version} on its next poll{kept}",
                   todo="roll back in one step with the rollback DAG (or `autoretrain rollback`)",
-                  dedup_key=f"promotion:{model_name}:{version}", airflow_url=airflow_url, mlflow_url=mlflow_url)
+                  dedup_key=f"promotion:{model_name}:{version}", airflow_url=airflow_url, mlflow_url=mlflow_url,
+                  model_version=version)
 
 
 def rejection_alert(*, model_name: str, version: str | int, champion_version: str | int | None,
@@ -220,7 +321,8 @@ def rejection_alert(*, model_name: str, version: str | int, champion_version: st
     return _alert("rejection", "info", f"{model_name} version {version} rejected", body,
                   done=f"{kept}; version {version} gets no alias",
                   todo="read the comparison and model card in MLflow; more labelled data starts another retrain",
-                  dedup_key=f"rejection:{model_name}:{version}", airflow_url=airflow_url, mlflow_url=mlflow_url)
+                  dedup_key=f"rejection:{model_name}:{version}", airflow_url=airflow_url, mlflow_url=mlflow_url,
+                  model_version=version)
 
 
 def rollback_alert(*, model_name: str, from_version: str | int, to_version: str | int, reason: str,
@@ -232,7 +334,7 @@ def rollback_alert(*, model_name: str, from_version: str | int, to_version: str 
                   done=f"version {to_version} serves all traffic again",
                   todo=f"find out what was wrong with version {from_version} before the next promotion",
                   dedup_key=f"rollback:{model_name}:{from_version}->{to_version}", airflow_url=airflow_url,
-                  mlflow_url=mlflow_url)
+                  mlflow_url=mlflow_url, model_version=to_version)
 
 
 def gate_failure_alert(*, model_name: str, version: str | int, reasons: Sequence[str], run_id: str,
@@ -245,7 +347,8 @@ def gate_failure_alert(*, model_name: str, version: str | int, reasons: Sequence
                   f"{model_name} version {version} failed its quality gates and gets no alias", body,
                   done="the version is registered without an alias; the champion is unchanged",
                   todo="read its model card in MLflow; more or cleaner training data usually fixes it",
-                  dedup_key=f"gate_failed:{model_name}:{version}", airflow_url=airflow_url, mlflow_url=mlflow_url)
+                  dedup_key=f"gate_failed:{model_name}:{version}", airflow_url=airflow_url, mlflow_url=mlflow_url,
+                  model_version=version)
 
 
 def integrity_alert(*, model_name: str, version: str | int, alias: str, reason: str,
@@ -261,7 +364,7 @@ def integrity_alert(*, model_name: str, version: str | int, alias: str, reason: 
                   todo="find out who moved the alias or changed the artifact in MLflow (its audit log, the "
                        "alias_audit table), move it back with `autoretrain rollback`, then POST /admin/reload",
                   dedup_key=f"model_integrity:{model_name}:{version}", airflow_url=airflow_url,
-                  mlflow_url=mlflow_url)
+                  mlflow_url=mlflow_url, model_version=version)
 
 
 def external_alias_move_alert(*, model_name: str, changes: Sequence[Mapping[str, Any]], run_id: str,
@@ -321,6 +424,8 @@ BUILDERS: dict[str, Callable[..., Alert]] = {
     "external_alias_move": external_alias_move_alert,
     "approval_request": approval_request_alert,
     "approval_timeout": approval_timeout_alert,
+    "stale_data": stale_data_alert,
+    "deadline": deadline_alert,
 }
 
 
@@ -336,7 +441,7 @@ def build_alert(kind: str, **fields: Any) -> Alert:
 # --------------------------------------------------------------------------- routing, cool-down
 @dataclass(frozen=True)
 class Route:
-    """Where an alert goes: ``slack_api`` (a channel), ``slack_webhook``, or only ``log``."""
+    """Where an alert goes: ``slack_api`` (a channel), ``slack_webhook``, ``email`` (recipients) or only ``log``."""
 
     transport: str
     conn_id: str | None = None
@@ -359,6 +464,18 @@ def route_for(severity: str, settings: Settings) -> Route:
     if settings.slack_webhook_conn_id:
         return Route("slack_webhook", settings.slack_webhook_conn_id, None)
     return Route("log")
+
+
+def routes_for(severity: str, settings: Settings) -> tuple[Route, ...]:
+    """Every channel an alert of ``severity`` goes to: Slack (or the log only, :func:`route_for`), then e-mail.
+
+    E-mail is added when ``alert_email_to`` names recipients and ``severity`` is one of
+    ``alert_email_severities``; its route's ``channel`` is the recipient list.
+    """
+    routes = [route_for(severity, settings)]
+    if settings.alert_email_to and severity in settings.alert_email_severities:
+        routes.append(Route("email", settings.smtp_conn_id, ", ".join(settings.alert_email_to)))
+    return tuple(routes)
 
 
 def in_cooldown(last_delivered: datetime | None, now: datetime, cooldown: timedelta) -> bool:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 
@@ -82,6 +84,14 @@ class DatasetValidation:
 def _prefixed(check: CheckResult) -> CheckResult:
     return CheckResult(f"feedback.{check.name}", check.score, check.threshold, check.passed, check.details,
                        check.blocking)
+
+
+def freshness_warning(summary: Mapping[str, Any]) -> CheckSummary | None:
+    """The failed ``freshness`` check of a validation summary (no new labelled data in time), or None."""
+    for check in summary.get("warnings") or []:
+        if check.get("name") == "freshness":
+            return check
+    return None
 
 
 def _check_dict(check: CheckResult) -> CheckSummary:

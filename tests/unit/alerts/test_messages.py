@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from autoretrain.alerts.email import email_html, email_subject
 from autoretrain.alerts.messages import (
     BUILDERS,
     MAX_TEXT_CHARS,
@@ -13,18 +14,24 @@ from autoretrain.alerts.messages import (
     Route,
     airflow_run_url,
     build_alert,
+    deadline_alert,
     drift_alert,
     gate_failure_alert,
     in_cooldown,
     mlflow_model_url,
     mlflow_run_url,
+    modelops_page_url,
     promotion_alert,
     regression_alert,
     rejection_alert,
     rollback_alert,
     route_for,
+    routes_for,
+    scrubbed,
+    stale_data_alert,
     task_failure_alert,
     validation_failure_alert,
+    with_links,
 )
 from autoretrain.config import Settings
 
@@ -99,11 +106,34 @@ def test_many_drifted_checks_are_summed_up_not_cut_off():
 
 
 @pytest.mark.parametrize(("alert", "severity", "text", "key"), [
-    (regression_alert(model_name="m", version=4, metric="accuracy", value=0.912, floor=0.93,
-                      window="7 days", run_id="r"),
-     "critical", ":red_circle: *m version 4 regressed*\naccuracy 0.912 over 7 days is below the floor 0.93 (run `r`)\n"
-                 "*Done:* version 4 keeps serving\n*You can:* roll back with the rollback DAG (or `autoretrain "
-                 "rollback`), or trigger a retrain", "regression:m:4:accuracy"),
+    (regression_alert(model_name="m", version=4, run_id="r", window="window 06:00 - 12:00 UTC", n_labelled=250,
+                      action="retrain_compare_promote was triggered", findings=[
+                          {"metric": "accuracy", "value": 0.912, "limit": 0.93, "baseline": None},
+                          {"metric": "f1", "value": 0.81, "limit": 0.05, "baseline": 0.9}]),
+     "critical", ":red_circle: *m version 4 regressed on live feedback*\n"
+                 "Monitoring run `r` in window 06:00 - 12:00 UTC, 250 labelled predictions:\n"
+                 "• accuracy 0.912 is under the floor 0.93\n"
+                 "• f1 0.81 is 0.09 under its evaluation 0.9 (limit 0.05)\n"
+                 "*Done:* version 4 keeps serving; retrain_compare_promote was triggered\n"
+                 "*You can:* roll back now with the rollback DAG (or `autoretrain rollback`) if the previous version "
+                 "did better; read the window's labelled feedback in the MLflow run", "regression:m:4:accuracy,f1"),
+    (stale_data_alert(source="data/sms.tsv", age_days=41.46, limit_days=30, run_id="r",
+                      details="newest data 2026-01-20 08:00 UTC is 41.5 day(s) old (limit 30)"),
+     "warning", ":warning: *No new labelled data for 41 days*\nSource `data/sms.tsv`, validation run `r`:\n"
+                "newest labelled data is 41.46 days old (limit 30 days)\n"
+                "Check: newest data 2026-01-20 08:00 UTC is 41.5 day(s) old (limit 30)\n"
+                "*Done:* the data passed its blocking checks and is used as it is; monitoring and retraining learn "
+                "nothing new until labels come back\n*You can:* check that feedback still reaches POST /feedback and "
+                "that feedback_uri is updated; raise freshness_days if this source is meant to change less often",
+     "stale_data:data/sms.tsv"),
+    (deadline_alert(dag_id="monitoring", run_id="r", limit="30 min after it was queued", state="running",
+                    deadline_time="2026-03-02 06:30:00 UTC"),
+     "warning", ":warning: *monitoring run missed its deadline*\n"
+                "Run `r` is still running past its deadline 2026-03-02 06:30:00 UTC (30 min after it was queued)\n"
+                "*Done:* nothing was stopped: the run goes on, and Airflow records the missed deadline\n"
+                "*You can:* open the run: a task waiting for a worker slot or pool, a sensor still poking, or a call "
+                "to MLflow or the database that hangs; mark the run failed to stop it, or clear the stuck task",
+     "deadline:monitoring:r:30 min after it was queued"),
     (promotion_alert(model_name="m", version=5, previous_version=4, reasons=["McNemar p=0.0001234 < 0.05"],
                      run_id="r"),
      "info", ":information_source: *m version 5 promoted to champion*\nVersion 5 is champion, replacing version 4 "
@@ -137,7 +167,12 @@ SAMPLE_FIELDS = {  # one realistic set of fields per kind: every alert kind is r
         {"name": "duplicates", "score": 0.5, "threshold": 0.2, "details": "600 repeated text(s) (50.0%)"}]},
     "drift": {"model_name": "m", "run_id": "r", "checks": [
         {"name": "tfidf_js", "score": 0.0312345678, "threshold": 0.02, "drifted": True, "details": {"x": 1}}]},
-    "regression": {"model_name": "m", "version": 3, "metric": "f1", "value": 0.8123456, "floor": 0.9, "run_id": "r"},
+    "regression": {"model_name": "m", "version": 3, "run_id": "r", "action": "waiting for the next window",
+                   "findings": [{"metric": "f1", "value": 0.8123456, "limit": 0.05, "baseline": 0.9123456}]},
+    "stale_data": {"source": "s3://b/sms.tsv", "age_days": 45.0, "limit_days": 30.0, "run_id": "r",
+                   "details": "newest data 2026-01-20 08:00 UTC is 45.0 day(s) old (limit 30)"},
+    "deadline": {"dag_id": "monitoring", "run_id": "r", "limit": "30 min after it was queued", "state": "running",
+                 "deadline_time": "2026-03-02 06:30:00 UTC"},
     "promotion": {"model_name": "m", "version": 2, "previous_version": 1, "run_id": "r",
                   "reasons": ["McNemar p=0.0000123456 < 0.05", "f1 0.9712345678 vs 0.8012345678"]},
     "rejection": {"model_name": "m", "version": 2, "champion_version": 1, "run_id": "r",
@@ -221,3 +256,49 @@ T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 ])
 def test_in_cooldown(last, now, cooldown, held):
     assert in_cooldown(last, now, cooldown) is held
+
+
+# ------------------------------------------------------------------ e-mail, Model Ops, channels
+def test_routes_for_adds_email_for_its_severities():
+    mail = Settings(slack_webhook_conn_id="hook", alert_email_to=("ops@example.com", "ml@example.com"),
+                    alert_email_severities=("critical",), smtp_conn_id="smtp_ops")
+    assert routes_for("critical", mail) == (Route("slack_webhook", "hook", None),
+                                            Route("email", "smtp_ops", "ops@example.com, ml@example.com"))
+    assert routes_for("warning", mail) == (Route("slack_webhook", "hook", None),)
+    assert routes_for("info", Settings()) == (Route("log"),)
+
+
+def test_modelops_link_is_added_to_text_and_links_once():
+    alert = promotion_alert(model_name="sms spam", version=5, previous_version=4, reasons=["ok"], run_id="r",
+                            airflow_url=AF)
+    url = modelops_page_url("http://af:8080/modelops/", model_name="sms spam", version=alert.model_version)
+    assert url == "http://af:8080/modelops?model=sms+spam&version=5"
+    assert modelops_page_url("", model_name="m") is None and modelops_page_url("javascript:x", model_name="m") is None
+    linked = with_links(with_links(alert, [("modelops", url)]), [("modelops", "http://elsewhere/")])
+    assert linked.links == (("airflow", AF), ("modelops", url))
+    assert linked.text.splitlines()[-1] == f"<{AF}|Airflow run> · <{url}|Model Ops>"
+    assert linked.text.rsplit("\n", 1)[0] == alert.text.rsplit("\n", 1)[0]
+
+
+def test_scrubbed_renders_every_part_again():
+    alert = task_failure_alert(dag_id="d", task_id="t", run_id="r", try_number=1, error="token s3cr3t refused",
+                               airflow_url=AF, log_url=f"{AF}/tasks/t?s3cr3t")
+    clean = scrubbed(alert, lambda text: text.replace("s3cr3t", "***"))
+    assert "s3cr3t" not in clean.text and "s3cr3t" not in email_html(clean) and "s3cr3t" not in clean.log_url
+    assert clean.text == alert.text.replace("s3cr3t", "***")
+
+
+def test_email_subject_and_html_are_the_same_message():
+    alert = validation_failure_alert(source="/data/<sms>.tsv", run_id="r2", airflow_url=AF, failures=[
+        {"name": "minimum_samples", "score": 40.0, "threshold": 1000.0, "details": "40 rows & more"}])
+    assert email_subject(alert) == "[AutoRetrain critical] Dataset validation failed"
+    assert email_html(alert) == (
+        "<p><strong>Dataset validation failed</strong></p>\n"
+        "<p>Source <code>/data/&lt;sms&gt;.tsv</code>, run <code>r2</code></p>\n"
+        "<p>1 blocking check(s) failed:</p>\n"
+        "<ul>\n<li>minimum_samples 40 (limit 1000): 40 rows &amp; more</li>\n</ul>\n"
+        "<p><strong>Done:</strong> no model is trained on this data; the champion keeps serving</p>\n"
+        "<p><strong>You can:</strong> fix the data at its source, or run again with another data source</p>\n"
+        f'<p><a href="{AF}">Airflow run</a></p>')
+    long = build_alert("promotion", **{**SAMPLE_FIELDS["promotion"], "model_name": "m" * 300})
+    assert len(email_subject(long)) == 150 and email_subject(long).endswith("…")
