@@ -28,7 +28,8 @@ td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.bad{
 .ok{color:var(--ok);font-weight:600}.warn{color:var(--warn);font-weight:600}.tag{display:inline-block;padding:0 6px;
 border-radius:9px;background:#e3eaf2;font-size:12px;margin-right:4px}.tag.bad{background:#fde2e2}
 .tag.ok{background:#e3f4e4}svg{width:100%;height:auto;display:block}.legend span{margin-right:12px;font-size:12px}
-.chart{flex:1 1 330px;min-width:0}nav a{margin-right:10px;font-size:13px}a{color:var(--a)}
+.chart{flex:1 1 330px;min-width:0;max-width:760px}
+.grid.small{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr))}.grid.small .chart{max-width:none}nav a{margin-right:10px;font-size:13px}a{color:var(--a)}
 ul.reasons{margin:2px 0 0 16px;padding:0;font-size:12px;color:var(--muted)}
 @media (max-width:700px){body{padding:8px}section{padding:10px 8px}.role .v{font-size:18px}
 th,td{padding:3px 4px;font-size:12px}}
@@ -46,6 +47,11 @@ def num(value: Any, digits: int = 3) -> str:
 
 def pct(value: Any) -> str:
     return "-" if not isinstance(value, int | float) else f"{100 * value:.1f} %"
+
+
+def pvalue(value: Any) -> str:
+    """A p-value with 3 significant digits (0.0001215 -> 0.000122), '-' when absent."""
+    return "-" if not isinstance(value, int | float) else f"{value:.3g}"
 
 
 def link(href: str | None, text: str, *, top: bool = False) -> str:
@@ -82,9 +88,9 @@ def reasons_list(reasons: Sequence[Any], limit: int = 6) -> str:
 # -------------------------------------------------------------------------------------- charts
 def line_chart(series: Mapping[str, Sequence[float | None]], *, labels: Sequence[str], colors: Sequence[str],
                y_max: float | None = None, marks: Sequence[bool] = (), dashed: Sequence[str] = (),
-               title: str = "", height: int = 160) -> str:
+               title: str = "", width: int = 640, height: int = 160) -> str:
     """An SVG line chart: one polyline per series over the same x positions; ``marks`` circles points in red."""
-    width, pad_l, pad_b, pad_t = 640, 38, 22, 8
+    pad_l, pad_b, pad_t = 38, 22, 8
     values = [v for s in series.values() for v in s if isinstance(v, int | float)]
     top = y_max if y_max is not None else (max(values) * 1.1 if values and max(values) > 0 else 1.0)
     n = max((len(s) for s in series.values()), default=0)

@@ -15,6 +15,7 @@ from autoretrain.modelops.page import (
     link,
     num,
     pct,
+    pvalue,
     reasons_list,
     short_time,
     table,
@@ -100,7 +101,7 @@ def drift_section(drift: Mapping[str, Any], links: Links) -> str:
         charts.append(line_chart({"score": [c["score"] if c else None for c in found],
                                   "threshold": [c["threshold"] if c else None for c in found]},
                                  labels=labels, colors=["#1565c0", "#c62828"], dashed=["threshold"],
-                                 marks=[bool(c and c["drifted"]) for c in found], title=check, height=130))
+                                 marks=[bool(c and c["drifted"]) for c in found], title=check, width=400, height=150))
     breached = [w for w in windows if w["drifted"]][-15:]
     rows = ([short_time(w["start"]), short_time(w["end"]), e(w["model_version"]), str(w["n_predictions"]),
              ", ".join(f"<span class='bad'>{e(c['name'])}</span> {num(c['score'])} &gt; {num(c['threshold'])}"
@@ -115,7 +116,7 @@ def drift_section(drift: Mapping[str, Any], links: Links) -> str:
     return (f"<section id='drift'><h2>Drift over time</h2><div class='sub'>{totals['windows']} windows "
             f"({short_time(totals['first'])} .. {short_time(totals['last'])}), <span class='bad'>{totals['breached']}"
             f" breached</span>, {totals['retrain']} led to a retrain; charts: latest {len(windows)}. "
-            f"Hysteresis: {state}</div><div class='grid'>{''.join(charts)}</div>"
+            f"Hysteresis: {state}</div><div class='grid small'>{''.join(charts)}</div>"
             f"<h3>Breached windows (latest {len(breached)})</h3>"
             + table(["start", "end", "version", "answers", "checks over threshold", "streak", "action", "MLflow"],
                     rows, numeric=(3,)) + "</section>")
@@ -147,8 +148,8 @@ def _comparison(moves: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     champ, chall = metrics.get("champion") or {}, metrics.get("challenger") or {}
     side = "<br>".join(f"{k}: {num(champ.get(k))} &rarr; <b>{num(chall.get(k))}</b>" for k in ("f1", "accuracy", "ece"))
     mcnemar, boot = metrics.get("mcnemar") or {}, metrics.get("bootstrap") or {}
-    p_values = (f"<span class='p-mcnemar'>McNemar p={num(mcnemar.get('p_value'), 4)}</span><br>"
-                f"<span class='p-bootstrap'>bootstrap p={num(boot.get('p_value'), 4)}</span>")
+    p_values = (f"<span class='p-mcnemar'>McNemar p={pvalue(mcnemar.get('p_value'))}</span><br>"
+                f"<span class='p-bootstrap'>bootstrap p={pvalue(boot.get('p_value'))}</span>")
     return side, p_values
 
 
@@ -170,7 +171,7 @@ def timeline_section(runs: Sequence[Mapping[str, Any]]) -> str:
                      side, p_values, "-" if not canary else e(canary.get("status") or "recorded"),
                      f"<span class='{klass}'>{e(outcome)}</span>" + reasons_list(reasons)])
     return ("<section id='timeline'><h2>Retraining timeline</h2>"
-            + table(["started", "run", "trigger", "champion &rarr; challenger", "p-values", "canary", "decision"],
+            + table(["started", "run", "trigger", "champion → challenger", "p-values", "canary", "decision"],
                     rows) + "</section>")
 
 
