@@ -183,7 +183,7 @@ def test_a_logged_in_user_gets_the_loop(api_server: ApiServer, loop: Loop) -> No
     assert run["outcome"] == "promoted" and run["trigger"]["source"] == "drift"
     promote = next(m for m in run["moves"] if m["alias"] == "champion")
     assert promote["metrics"]["mcnemar"]["p_value"] == decision["numbers"]["mcnemar"]["p_value"]
-    assert data["serving"]["served"] == 350 and data["quality"]["buckets"][-1]["labelled"] == 350
+    assert data["serving"]["served"] == 350 and data["quality"]["windows"][0]["labelled"] == 350
 
 
 def test_the_page_and_its_tabs_in_a_real_browser(api_server: ApiServer, loop: Loop) -> None:
@@ -216,7 +216,8 @@ def test_the_page_and_its_tabs_in_a_real_browser(api_server: ApiServer, loop: Lo
             page.screenshot(path=str(SCREENSHOTS / "modelops-airflow-1440.png"))
             page.goto(f"{api_server.url}/modelops/")  # the page itself, full length, with the session cookie
             page.screenshot(path=str(SCREENSHOTS / "modelops-1440.png"), full_page=True)
-            narrow = browser.new_page(viewport={"width": 390, "height": 844}, storage_state=page.context.storage_state())
+            narrow = browser.new_page(viewport={"width": 390, "height": 844},
+                                      storage_state=page.context.storage_state())
             narrow.goto(f"{api_server.url}/modelops/")
             assert narrow.locator("[data-role=champion]").inner_text() == "v2"
             width = narrow.evaluate("document.documentElement.scrollWidth")

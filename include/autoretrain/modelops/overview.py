@@ -74,9 +74,20 @@ def timeline(settings: Settings, engine: Engine, *, runs: Sequence[Mapping[str, 
     return out
 
 
+def quality(settings: Settings, engine: Engine, *, now: datetime, drift: Mapping[str, Any] | None = None
+            ) -> dict[str, Any]:
+    """Per monitoring window (as measured) and, since the last one, per hour from the prediction log."""
+    drift = drift or views.drift_over_time(engine, model_name=settings.model_name)
+    windows = drift["windows"]
+    since = datetime.fromisoformat(windows[-1]["end"]) if windows else None
+    return {"windows": views.window_quality(windows),
+            "live": views.live_quality(engine, model_name=settings.model_name, positive_label=settings.positive_label,
+                                       now=now, since=since)}
+
+
 def section(name: str, settings: Settings, engine: Engine, *, now: datetime,
-            runs: Sequence[Mapping[str, Any]] | None = None) -> Any:
-    """One section's data (the JSON route ``api/<name>``)."""
+            runs: Sequence[Mapping[str, Any]] | None = None, drift: Mapping[str, Any] | None = None) -> Any:
+    """One section's data (the JSON route ``api/<name>``); ``drift``: that section's data, when already read."""
     model = settings.model_name
     if name == "aliases":
         return views.aliases_now(engine, model_name=model)
@@ -85,7 +96,7 @@ def section(name: str, settings: Settings, engine: Engine, *, now: datetime,
     if name == "drift":
         return views.drift_over_time(engine, model_name=model)
     if name == "quality":
-        return views.live_quality(engine, model_name=model, positive_label=settings.positive_label, now=now)
+        return quality(settings, engine, now=now, drift=drift)
     if name == "timeline":
         return timeline(settings, engine, runs=runs)
     if name == "alerts":
@@ -99,8 +110,11 @@ def collect(settings: Settings, engine: Engine, *, now: datetime | None = None,
             runs: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Every section of the page."""
     now = now or datetime.now(UTC)
-    data = {name: section(name, settings, engine, now=now, runs=runs) for name in SECTIONS}
-    return {"model_name": settings.model_name, "now": now.isoformat(), **data}
+    data: dict[str, Any] = {"drift": section("drift", settings, engine, now=now)}
+    for name in SECTIONS:
+        if name != "drift":
+            data[name] = section(name, settings, engine, now=now, runs=runs, drift=data["drift"])
+    return {"model_name": settings.model_name, "now": now.isoformat(), **{name: data[name] for name in SECTIONS}}
 
 
 def run_tab(settings: Settings, engine: Engine, *, dag_id: str, run_id: str,

@@ -29,7 +29,8 @@ td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.bad{
 border-radius:9px;background:#e3eaf2;font-size:12px;margin-right:4px}.tag.bad{background:#fde2e2}
 .tag.ok{background:#e3f4e4}svg{width:100%;height:auto;display:block}.legend span{margin-right:12px;font-size:12px}
 .chart{flex:1 1 330px;min-width:0;max-width:760px}
-.grid.small{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr))}.grid.small .chart{max-width:none}nav a{margin-right:10px;font-size:13px}a{color:var(--a)}
+.grid.small{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr))}.grid.small .chart{max-width:none}
+nav a{margin-right:10px;font-size:13px}a{color:var(--a)}
 ul.reasons{margin:2px 0 0 16px;padding:0;font-size:12px;color:var(--muted)}
 @media (max-width:700px){body{padding:8px}section{padding:10px 8px}.role .v{font-size:18px}
 th,td{padding:3px 4px;font-size:12px}}
@@ -108,7 +109,9 @@ def line_chart(series: Mapping[str, Sequence[float | None]], *, labels: Sequence
                      f'stroke="#e4e7eb"/><text x="2" y="{y(top * frac) + 4:.1f}" font-size="11" '
                      f'fill="#616e7c">{top * frac:.3g}</text>')
     for (name, points), color in zip(series.items(), colors, strict=False):
-        coords = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(points) if isinstance(v, int | float))
+        dx, span = (width - pad_l - 6) / (n - 1 if n > 1 else 1), height - pad_t - pad_b
+        coords = " ".join(f"{pad_l + dx * i:.1f},{pad_t + span * (1 - min(max(v / top, 0.0), 1.0)):.1f}"
+                          for i, v in enumerate(points) if isinstance(v, int | float))
         dash = ' stroke-dasharray="5 4"' if name in dashed else ""
         if coords:
             parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{coords}">'

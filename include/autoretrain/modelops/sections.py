@@ -77,11 +77,17 @@ def roles(aliases: Mapping[str, Any], versions: Sequence[Mapping[str, Any]], lin
             "</section>")
 
 
+#: at most this many versions in the chart (evenly spaced, the latest always in): more do not fit its width
+CHART_POINTS = 240
+
+
 def versions_section(versions: Sequence[Mapping[str, Any]], links: Links) -> str:
-    labels = [f"v{v['version']}" for v in versions]
-    series = {m: [(v.get("metrics") or {}).get(m) for v in versions] for m in ("f1", "mcc", "ece")}
+    step = max(1, -(-len(versions) // CHART_POINTS))
+    shown = list(versions)[::-1][::step][::-1]
+    labels = [f"v{v['version']}" for v in shown]
+    series = {m: [(v.get("metrics") or {}).get(m) for v in shown] for m in ("f1", "mcc", "ece")}
     chart = line_chart(series, labels=labels, colors=["#1565c0", "#8e24aa", "#ef6c00"], y_max=1.0,
-                       title="hold-out F1 / MCC / ECE per version")
+                       title="hold-out F1 / MCC / ECE per version" + (f" (every {step}th)" if step > 1 else ""))
     rows = ([link(links.version(v["version"]), f"v{v['version']}"), e(", ".join(v.get("aliases") or [])),
              e(v.get("family")), num((v.get("metrics") or {}).get("f1")), num((v.get("metrics") or {}).get("mcc")),
              num((v.get("metrics") or {}).get("ece")), e(v.get("gates")), e(v.get("decision")),
@@ -123,19 +129,20 @@ def drift_section(drift: Mapping[str, Any], links: Links) -> str:
 
 
 def quality_section(quality: Mapping[str, Any]) -> str:
-    buckets = quality["buckets"]
-    labels = [short_time(b["start"]) for b in buckets]
-    chart = line_chart({"accuracy": [b.get("accuracy") for b in buckets], "F1": [b.get("f1") for b in buckets]},
-                       labels=labels, colors=["#2e7d32", "#1565c0"], y_max=1.0, title="feedback accuracy / F1")
-    volume = bar_chart([b["n"] for b in buckets], labels=labels, title="answers per bucket")
-    labelled = bar_chart([b.get("labelled") or 0 for b in buckets], labels=labels, title="feedback labels per bucket",
+    windows, live = quality["windows"], quality["live"]
+    labels = [short_time(w["end"]) for w in windows]
+    chart = line_chart({"accuracy": [w.get("accuracy") for w in windows], "F1": [w.get("f1") for w in windows]},
+                       labels=labels, colors=["#2e7d32", "#1565c0"], y_max=1.0,
+                       title="feedback accuracy / F1 per monitoring window")
+    volume = bar_chart([w["n"] for w in windows], labels=labels, title="answers per window")
+    labelled = bar_chart([w["labelled"] for w in windows], labels=labels, title="feedback labels per window",
                          color="#7986cb")
-    rows = ([short_time(b["start"]), str(b["n"]), str(b.get("labelled") or 0), pct(b.get("accuracy")),
-             num(b.get("f1")), num(b.get("precision")), num(b.get("recall"))] for b in reversed(buckets[-12:]))
-    return (f"<section id='quality'><h2>Live quality</h2><div class='sub'>served answers with feedback labels, "
-            f"{quality['bucket_hours']:g} h buckets over the last {quality['days']:g} days</div>"
-            f"<div class='grid'>{chart}{volume}{labelled}</div>"
-            + table(["bucket", "answers", "labelled", "accuracy", "F1", "precision", "recall"], rows,
+    rows = ([short_time(b["start"]), str(b["n"]), str(b["labelled"]), pct(b["accuracy"]), num(b["f1"]),
+             num(b["precision"]), num(b["recall"])] for b in reversed(live["buckets"]))
+    return (f"<section id='quality'><h2>Live quality</h2><div class='sub'>feedback labels on served answers: per "
+            f"monitoring window as measured, and per hour since {short_time(live['since'])} from the prediction log"
+            f"</div><div class='grid'>{chart}{volume}{labelled}</div><h3>Since the last window</h3>"
+            + table(["hour", "answers", "labelled", "accuracy", "F1", "precision", "recall"], rows,
                     numeric=(1, 2, 3, 4, 5, 6)) + "</section>")
 
 

@@ -82,7 +82,7 @@ def registered_versions(engine: Engine, *, model_name: str, limit: int = 1000) -
 
 
 # ------------------------------------------------------------------------------------ drift
-def drift_over_time(engine: Engine, *, model_name: str, limit: int = 240) -> dict[str, Any]:
+def drift_over_time(engine: Engine, *, model_name: str, limit: int = 120) -> dict[str, Any]:
     """The latest ``limit`` windows (oldest first) with every check's score and threshold; totals in SQL."""
     d = drift_windows
     cols = (d.c.window_start, d.c.window_end, d.c.model_version, d.c.n_predictions, d.c.n_labelled,
@@ -106,11 +106,16 @@ def drift_over_time(engine: Engine, *, model_name: str, limit: int = 240) -> dic
 
 def _window(r: Any) -> dict[str, Any]:
     report, decision = _json(r.report, {}), _json(r.decision, None)
+    results = [c for c in report.get("results", []) if isinstance(c, dict)]
     checks = [{"name": str(c.get("name")), "score": c.get("score"), "threshold": c.get("threshold"),
-               "drifted": bool(c.get("drifted"))} for c in report.get("results", []) if isinstance(c, dict)]
+               "drifted": bool(c.get("drifted"))} for c in results]
+    measured = {str(c.get("name")): c.get("details") or {} for c in results}
+    quality = {"accuracy": measured.get("feedback_accuracy", {}).get("accuracy"),
+               "f1": measured.get("feedback_f1", {}).get("f1")}
     return {"start": _aware(r.window_start), "end": _aware(r.window_end), "model_version": r.model_version,
             "n_predictions": r.n_predictions, "n_labelled": r.n_labelled, "insufficient_data": r.insufficient_data,
-            "drifted": r.drifted, "checks": checks, "mlflow_run_id": r.mlflow_run_id, "retrain": r.retrain,
+            "drifted": r.drifted, "checks": checks, "feedback": quality, "mlflow_run_id": r.mlflow_run_id,
+            "retrain": r.retrain,
             "streak": (decision or {}).get("streak"), "decision_reasons": (decision or {}).get("reasons", []),
             "action": r.action}
 
@@ -129,37 +134,46 @@ def _bucket(conn: Connection, column: Any, seconds: int) -> Any:
     """``floor(epoch(column) / seconds)`` in the connection's dialect."""
     if conn.dialect.name == "postgresql":
         return sa.func.floor(sa.extract("epoch", column) / seconds)
-    return sa.cast(sa.func.strftime("%s", column), sa.Integer) / seconds
+    return sa.cast(sa.func.strftime("%s", column), sa.Integer) // seconds  # floor division (SQLAlchemy 2: / is true)
+
+
+def window_quality(windows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Feedback accuracy / F1 and volumes per monitoring window, as the window's checks measured them."""
+    return [{"start": w["start"], "end": w["end"], "n": w["n_predictions"], "labelled": w["n_labelled"],
+             "accuracy": w["feedback"].get("accuracy"), "f1": w["feedback"].get("f1")} for w in windows]
 
 
 def live_quality(engine: Engine, *, model_name: str, positive_label: str, now: datetime,
-                 days: float = 7.0, bucket_hours: float = 6.0) -> dict[str, Any]:
-    """Per time bucket of served answers: volume, labelled volume, feedback accuracy, precision/recall/F1."""
+                 since: datetime | None = None, hours: float = 24.0, bucket_hours: float = 1.0) -> dict[str, Any]:
+    """Served answers and their feedback per hour since the last measured window (at most ``hours`` back).
+
+    The monitoring windows carry the measured figures (:func:`window_quality`); these buckets are
+    what arrived since, aggregated in SQL: volume, labelled volume, accuracy, precision, recall, F1.
+    """
     p, f = predictions, feedback
-    seconds, since = int(bucket_hours * 3600), now - timedelta(days=days)
-    where = (p.c.model_name == model_name, p.c.role == "served", p.c.created_at >= since, p.c.created_at < now)
+    seconds = int(bucket_hours * 3600)
+    start = max(since or now - timedelta(hours=hours), now - timedelta(hours=hours))
+    where = (p.c.model_name == model_name, p.c.role == "served", p.c.created_at >= start, p.c.created_at < now)
+    pos_pred, pos_true = p.c.label == positive_label, f.c.label == positive_label
     with engine.connect() as conn:
         bucket = _bucket(conn, p.c.created_at, seconds).label("bucket")
-        volume = conn.execute(sa.select(bucket, sa.func.count()).where(*where).group_by(bucket)).all()
-        pos_pred, pos_true = p.c.label == positive_label, f.c.label == positive_label
-        labelled = conn.execute(
-            sa.select(bucket, sa.func.count(),
+        rows = conn.execute(
+            sa.select(bucket, sa.func.count(), sa.func.count(f.c.label),
                       sa.func.sum(sa.case((p.c.label == f.c.label, 1), else_=0)),
                       sa.func.sum(sa.case((sa.and_(pos_pred, pos_true), 1), else_=0)),
-                      sa.func.sum(sa.case((sa.and_(pos_pred, sa.not_(pos_true)), 1), else_=0)),
+                      sa.func.sum(sa.case((sa.and_(pos_pred, f.c.label.is_not(None), sa.not_(pos_true)), 1),
+                                          else_=0)),
                       sa.func.sum(sa.case((sa.and_(sa.not_(pos_pred), pos_true), 1), else_=0)))
-            .select_from(p.join(f, f.c.request_id == p.c.request_id)).where(*where).group_by(bucket)).all()
-    out: dict[int, dict[str, Any]] = {}
-    for b, n in volume:
-        out[int(b)] = {"start": datetime.fromtimestamp(int(b) * seconds, UTC).isoformat(), "n": int(n),
-                       "labelled": 0, "accuracy": None, "precision": None, "recall": None, "f1": None}
-    for b, n, correct, tp, fp, fn in labelled:
-        row = out.setdefault(int(b), {"start": datetime.fromtimestamp(int(b) * seconds, UTC).isoformat(), "n": 0})
-        tp, fp, fn = int(tp or 0), int(fp or 0), int(fn or 0)
-        row.update(labelled=int(n), accuracy=int(correct or 0) / int(n),
-                   precision=tp / (tp + fp) if tp + fp else None, recall=tp / (tp + fn) if tp + fn else None,
-                   f1=2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else None)
-    return {"bucket_hours": bucket_hours, "days": days, "buckets": [out[k] for k in sorted(out)]}
+            .select_from(p.outerjoin(f, f.c.request_id == p.c.request_id)).where(*where).group_by(bucket)
+            .order_by(bucket)).all()
+    buckets = []
+    for b, n, labelled, correct, tp, fp, fn in rows:
+        tp, fp, fn, labelled = int(tp or 0), int(fp or 0), int(fn or 0), int(labelled or 0)
+        buckets.append({"start": datetime.fromtimestamp(int(b) * seconds, UTC).isoformat(), "n": int(n),
+                        "labelled": labelled, "accuracy": int(correct or 0) / labelled if labelled else None,
+                        "precision": tp / (tp + fp) if tp + fp else None, "recall": tp / (tp + fn) if tp + fn else None,
+                        "f1": 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else None})
+    return {"since": start.isoformat(), "bucket_hours": bucket_hours, "buckets": buckets}
 
 
 # ------------------------------------------------------------------------------- serving now

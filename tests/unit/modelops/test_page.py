@@ -57,7 +57,7 @@ def empty_data(**over):
                         "history": [], "moves_total": 0},
             "versions": [], "drift": {"windows": [], "checks": [], "totals": {
                 "windows": 0, "breached": 0, "retrain": 0, "insufficient": 0, "first": None, "last": None}},
-            "quality": {"bucket_hours": 6.0, "days": 7.0, "buckets": []}, "timeline": [],
+            "quality": {"windows": [], "live": {"since": None, "bucket_hours": 1.0, "buckets": []}}, "timeline": [],
             "alerts": {"days": 30.0, "counts": [], "rows": []},
             "serving": {"routing": None, "routing_updated_at": None, "minutes": 60.0, "served": 0, "variants": []}}
     return {**data, **over}

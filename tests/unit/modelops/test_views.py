@@ -59,7 +59,9 @@ def test_aliases_now_is_the_latest_move_of_each_alias(engine) -> None:
 def window(conn, i: int, *, drifted: bool, score: float, retrain: bool | None = None, model: str = MODEL) -> None:
     start = NOW - timedelta(hours=6 * (10 - i))
     report = {"results": [{"name": "vocab", "score": score, "threshold": 0.2, "drifted": drifted, "details": {}},
-                          {"name": "psi", "score": 0.01, "threshold": 0.25, "drifted": False, "details": {}}]}
+                          {"name": "psi", "score": 0.01, "threshold": 0.25, "drifted": False, "details": {}},
+                          {"name": "feedback_accuracy", "score": 0.01, "threshold": 0.02, "drifted": False,
+                           "details": {"accuracy": 0.9 + i / 100, "n_labelled": 10}}]}
     conn.execute(drift_windows.insert().values(
         model_name=model, window_start=start, window_end=start + timedelta(hours=6), model_version="1",
         n_predictions=100 + i, n_labelled=10, insufficient_data=False, drifted=drifted, report=json.dumps(report),
@@ -77,7 +79,10 @@ def test_drift_over_time_limits_the_rows_but_counts_every_window(engine) -> None
     assert [w["mlflow_run_id"] for w in got["windows"]] == ["run6", "run7", "run8", "run9"]  # oldest first
     assert got["totals"] == {"windows": 10, "breached": 3, "retrain": 1, "insufficient": 0,
                              "first": (NOW - timedelta(hours=60)).isoformat(), "last": NOW.isoformat()}
-    assert got["checks"] == ["psi", "vocab"]
+    assert got["checks"] == ["feedback_accuracy", "psi", "vocab"]
+    quality = views.window_quality(got["windows"])
+    assert quality[-1] == {"start": (NOW - timedelta(hours=6)).isoformat(), "end": NOW.isoformat(), "n": 109,
+                           "labelled": 10, "accuracy": pytest.approx(0.99), "f1": None}
     last = got["windows"][-1]
     assert last["drifted"] and last["streak"] == 2 and last["action"] == "retrain triggered"
     assert last["checks"][0] == {"name": "vocab", "score": 0.5, "threshold": 0.2, "drifted": True}
@@ -95,21 +100,27 @@ def predict(conn, i: int, *, at: datetime, label: str, truth: str | None, varian
         conn.execute(feedback.insert().values(request_id=f"r{i}", label=truth, source="user", created_at=at))
 
 
-def test_live_quality_per_bucket_from_feedback(engine) -> None:
-    early, late = NOW - timedelta(hours=11), NOW - timedelta(hours=1)  # two 6 h buckets: 00-06 and 06-12
+def test_live_quality_per_hour_since_the_last_window(engine) -> None:
     with engine.begin() as conn:
-        # early: 4 labelled of 5: tp 1, fp 1, fn 1, tn 1
+        # 09:00-10:00: 4 labelled of 5: tp 1, fp 1, fn 1, tn 1
         for i, (label, truth) in enumerate([("spam", "spam"), ("spam", "ham"), ("ham", "spam"), ("ham", "ham"),
                                             ("ham", None)]):
-            predict(conn, i, at=early, label=label, truth=truth)
-        predict(conn, 10, at=late, label="spam", truth="spam")
-        predict(conn, 11, at=late, label="ham", truth="spam", role="shadow")  # not served: not counted
-        predict(conn, 12, at=NOW - timedelta(days=9), label="ham", truth="ham")  # outside the 7 days
-    got = views.live_quality(engine, model_name=MODEL, positive_label="spam", now=NOW)["buckets"]
-    assert [(b["start"], b["n"], b["labelled"]) for b in got] == [
-        ((NOW - timedelta(hours=12)).isoformat(), 5, 4), ((NOW - timedelta(hours=6)).isoformat(), 1, 1)]
-    assert got[0]["accuracy"] == pytest.approx(0.5) and got[0]["f1"] == pytest.approx(0.5)
-    assert got[1]["accuracy"] == 1.0 and got[1]["f1"] == 1.0 and got[1]["recall"] == 1.0
+            predict(conn, i, at=NOW - timedelta(hours=3) + timedelta(minutes=i), label=label, truth=truth)
+        predict(conn, 10, at=NOW - timedelta(minutes=30), label="spam", truth="spam")
+        predict(conn, 11, at=NOW - timedelta(minutes=30), label="ham", truth="spam", role="shadow")  # not served
+        predict(conn, 12, at=NOW - timedelta(hours=7), label="ham", truth="ham")  # before the last window ended
+    got = views.live_quality(engine, model_name=MODEL, positive_label="spam", now=NOW,
+                             since=NOW - timedelta(hours=6))
+    assert got["since"] == (NOW - timedelta(hours=6)).isoformat()
+    buckets = got["buckets"]
+    assert [(b["start"], b["n"], b["labelled"]) for b in buckets] == [
+        ((NOW - timedelta(hours=3)).isoformat(), 5, 4), ((NOW - timedelta(hours=1)).isoformat(), 1, 1)]
+    assert buckets[0]["accuracy"] == pytest.approx(0.5) and buckets[0]["f1"] == pytest.approx(0.5)
+    assert buckets[0]["precision"] == pytest.approx(0.5) and buckets[0]["recall"] == pytest.approx(0.5)
+    assert buckets[1]["accuracy"] == 1.0 and buckets[1]["f1"] == 1.0
+    capped = views.live_quality(engine, model_name=MODEL, positive_label="spam", now=NOW, hours=2,
+                                since=NOW - timedelta(hours=6))
+    assert [b["n"] for b in capped["buckets"]] == [1]  # never more than ``hours`` back
 
 
 def test_serving_now_counts_each_variant_and_its_feedback_error_rate(engine) -> None:
