@@ -94,7 +94,11 @@ def test_a_logged_in_user_gets_the_loop(api_server: ApiServer, closed_loop) -> N
     headers = {"Authorization": f"Bearer {api_server.token()}"}
     with httpx.Client(base_url=api_server.url, headers=headers, timeout=60) as http:
         for path in routes(closed_loop):
-            assert http.get(path).status_code == 200, path
+            answer = http.get(path)
+            assert answer.status_code == 200, path
+            if "/api/" not in path:  # the pages run no script and only Airflow may frame them
+                assert "default-src 'none'" in answer.headers["content-security-policy"], path
+                assert "frame-ancestors 'self'" in answer.headers["content-security-policy"], path
         data = http.get("/modelops/api/overview").json()
         decision = compare_decision(api_server, http, closed_loop)
     assert data["model_name"] == closed_loop.model_name

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-from airflow.api_fastapi.core_api.security import requires_access_dag
-from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import HTMLResponse, JSONResponse
-from sqlalchemy.engine import Engine
+from typing import TYPE_CHECKING, Any
 
 from autoretrain.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +30,28 @@ log = logging.getLogger(__name__)
 DAGS = ("training", "monitoring", "retrain_compare_promote")
 #: the URL prefix the plugin mounts the app under (the nav entry and the tabs point here)
 URL_PREFIX = "/modelops"
-_READ_RUNS = [Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=dag)) for dag in DAGS]
-_READ_THIS_RUN = [Depends(requires_access_dag("GET", DagAccessEntity.RUN))]  # dag_id from the path
+
+
+class LazyApp:
+    """An ASGI app that builds the real one (:func:`create_app`) on its first request.
+
+    Airflow loads every plugin in every task process too (for macros); building the app there
+    would import FastAPI and Airflow's API security into each task for nothing. In the api-server
+    those modules are loaded already, so the first request pays almost nothing.
+    """
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory, self._app, self._lock = factory, None, threading.Lock()
+
+    @property
+    def app(self) -> Any:
+        with self._lock:
+            if self._app is None:
+                self._app = self._factory()
+            return self._app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
 
 
 @functools.cache
@@ -83,6 +102,8 @@ def run_data(dag_id: str, run_id: str) -> dict[str, Any]:
     settings, engine = _state()
     found = _runs(dag_id, run_id=run_id)
     if not found:
+        from fastapi import HTTPException
+
         raise HTTPException(404, f"DAG {dag_id!r} has no run {run_id!r}")
     run, window = found[0], None
     if dag_id == "monitoring":
@@ -97,20 +118,27 @@ def run_data(dag_id: str, run_id: str) -> dict[str, Any]:
 
 def create_app() -> FastAPI:
     """The app: ``/`` the page, ``/runs/{dag_id}/{run_id}`` a run's tab, ``/api/...`` the same data as JSON."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+    from fastapi import Depends, FastAPI, HTTPException
+    from fastapi.responses import HTMLResponse, JSONResponse
+
     from autoretrain.modelops.overview import SECTIONS, section
     from autoretrain.modelops.sections import overview_page, run_tab
 
+    read_runs = [Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=dag)) for dag in DAGS]
+    read_this_run = [Depends(requires_access_dag("GET", DagAccessEntity.RUN))]  # dag_id from the path
     app = FastAPI(title="AutoRetrain Model Ops", docs_url=None, redoc_url=None, openapi_url=None)
 
-    @app.get("/", response_class=HTMLResponse, dependencies=_READ_RUNS)
+    @app.get("/", response_class=HTMLResponse, dependencies=read_runs)
     def page() -> HTMLResponse:
-        return HTMLResponse(overview_page(overview_data(), _links(_state()[0])), headers=_NO_STORE)
+        return HTMLResponse(overview_page(overview_data(), _links(_state()[0])), headers=_HTML)
 
-    @app.get("/api/overview", dependencies=_READ_RUNS)
+    @app.get("/api/overview", dependencies=read_runs)
     def overview_json() -> JSONResponse:
         return JSONResponse(overview_data(), headers=_NO_STORE)
 
-    @app.get("/api/sections/{name}", dependencies=_READ_RUNS)
+    @app.get("/api/sections/{name}", dependencies=read_runs)
     def section_json(name: str) -> JSONResponse:
         if name not in SECTIONS:
             raise HTTPException(404, f"no section {name!r}; one of {', '.join(SECTIONS)}")
@@ -118,11 +146,11 @@ def create_app() -> FastAPI:
         runs = _runs("retrain_compare_promote") if name == "timeline" else None
         return JSONResponse(section(name, settings, engine, now=datetime.now(UTC), runs=runs), headers=_NO_STORE)
 
-    @app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=_READ_THIS_RUN)
+    @app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=read_this_run)
     def run_page(dag_id: str, run_id: str) -> HTMLResponse:
-        return HTMLResponse(run_tab(run_data(dag_id, run_id), _links(_state()[0])), headers=_NO_STORE)
+        return HTMLResponse(run_tab(run_data(dag_id, run_id), _links(_state()[0])), headers=_HTML)
 
-    @app.get("/api/runs/{dag_id}/{run_id}", dependencies=_READ_THIS_RUN)
+    @app.get("/api/runs/{dag_id}/{run_id}", dependencies=read_this_run)
     def run_json(dag_id: str, run_id: str) -> JSONResponse:
         return JSONResponse(run_data(dag_id, run_id), headers=_NO_STORE)
 
@@ -130,6 +158,9 @@ def create_app() -> FastAPI:
 
 
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+#: the pages run no script and load nothing: a policy that says so (and only Airflow may frame them)
+_HTML = {**_NO_STORE, "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                                  "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"}
 
 
 def external_views(destinations: Sequence[str] = ("dag_run",)) -> list[dict[str, Any]]:

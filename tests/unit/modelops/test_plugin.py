@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 
 from fastapi.routing import APIRoute
 
@@ -14,6 +16,17 @@ def load_plugin():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.ModelOpsPlugin
+
+
+def test_loading_the_plugin_builds_no_app() -> None:
+    """Airflow loads plugins in every task process: the plugin must not import FastAPI's app machinery there."""
+    code = ("import sys, importlib.util; spec = importlib.util.spec_from_file_location('p', sys.argv[1]); "
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+            "app = m.ModelOpsPlugin.fastapi_apps[0]['app']; "
+            "print('airflow.api_fastapi.core_api.security' in sys.modules, app._app)")
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "plugins" / "modelops.py")], capture_output=True,
+                          text=True, timeout=120, check=True)
+    assert done.stdout.split() == ["False", "None"], done.stdout + done.stderr
 
 
 def test_the_plugin_mounts_the_app_and_adds_the_nav_page_and_the_run_tab() -> None:
@@ -28,7 +41,7 @@ def test_the_plugin_mounts_the_app_and_adds_the_nav_page_and_the_run_tab() -> No
 
 def test_every_route_depends_on_airflows_user_and_permission_check() -> None:
     (app,) = load_plugin().fastapi_apps
-    routes = [r for r in app["app"].routes if isinstance(r, APIRoute)]
+    routes = [r for r in app["app"].app.routes if isinstance(r, APIRoute)]  # the app LazyApp builds
     assert {r.path for r in routes} == {"/", "/api/overview", "/api/sections/{name}", "/runs/{dag_id}/{run_id}",
                                         "/api/runs/{dag_id}/{run_id}"}
     for route in routes:
@@ -36,4 +49,4 @@ def test_every_route_depends_on_airflows_user_and_permission_check() -> None:
         assert checks and all(c.__qualname__ == "requires_access_dag.<locals>.inner" for c in checks), route.path
         users = {sub.call.__name__ for d in route.dependant.dependencies for sub in d.dependencies}
         assert users == {"get_user"}, route.path
-    assert app["app"].openapi_url is None and app["app"].docs_url is None
+    assert app["app"].app.openapi_url is None and app["app"].app.docs_url is None
