@@ -13,7 +13,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 # no process of AutoRetrain unpickles a model: MLflow's own loaders refuse to (ADR 0007)
 export MLFLOW_ALLOW_PICKLE_DESERIALIZATION := false
 
-.PHONY: setup test test-unit lint demo up down status validate serve bench-training bench-serving bench-drift-quality bench-drift-speed bench-minimum-samples clean help
+.PHONY: setup test test-unit lint demo up down status validate serve bench-training bench-serving bench-drift-quality bench-drift-speed bench-minimum-samples bench-modelops clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ test-unit: setup  ## fast tests only (no servers)
 	$(PY) -m pytest tests/unit tests/dags -q
 
 lint: setup  ## ruff (with Airflow 3 AIR3 and the no-heavy-imports-in-DAGs TID253 rules), then mypy on include/
-	$(VENV)/bin/ruff check include dags tests benchmarks tools
+	$(VENV)/bin/ruff check include dags plugins tests benchmarks tools
 	$(VENV)/bin/mypy
 
 demo: setup  ## the closed loop on embedded defaults: train, serve, drift, monitoring, retrain, promote (~6 min on 2 cores)
@@ -72,6 +72,9 @@ validate: setup  ## dataset checks on the configured source (exit 1 on a blockin
 
 bench-minimum-samples: setup  ## learning curve behind the minimum_samples default (ADR 0002)
 	$(PY) benchmarks/bench_minimum_samples.py
+
+bench-modelops: setup  ## Model Ops page data on Postgres (10k windows, 1k versions, 1M predictions) vs naive Python: table + one JSON line
+	$(PY) benchmarks/bench_modelops.py
 
 bench-training: setup  ## full model sweep on the bundled data: table + one JSON line
 	$(PY) benchmarks/bench_training.py

@@ -308,12 +308,17 @@ def main() -> int:
     say(f"README commands, as printed: `autoretrain models` lists {readme['versions']} versions "
         f"(champion v{readme['champion']}), `autoretrain audit` {readme['moves']} alias moves")
 
+    ops = api.model_ops("aliases")["roles"]
+    say(f"Model Ops page ({stack.MODEL_OPS_URL}): champion v{ops['champion']['version']}, "
+        f"previous v{ops['previous']['version']}")
+
     step("6/6 summary")
     summary = build_summary(settings, first, second, measured, decision, canary, timings)
     (stack.STATE / "demo-summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(json.dumps(summary, indent=2, default=str))
     print(f"\nThe stack keeps running for browsing (stop it with `make down`):\n{stack.urls()}")
     print(f"Summary saved to {stack.STATE / 'demo-summary.json'}")
+    print(f"\nModel Ops (log in as admin): {stack.MODEL_OPS_URL}")
     return 0 if second != first and readme["champion"] == second else 1
 
 

@@ -37,6 +37,7 @@ AIRFLOW_PORT = int(os.environ.get("AIRFLOW__API__PORT", "8080"))
 MLFLOW_PORT = 5000
 SERVING_PORT = 8000
 AIRFLOW_URL = f"http://{HOST}:{AIRFLOW_PORT}"
+MODEL_OPS_URL = f"{AIRFLOW_URL}/plugin/model-ops"  # the plugin's page (plugins/modelops.py) inside Airflow's UI
 MLFLOW_URL = f"http://{HOST}:{MLFLOW_PORT}"
 SERVING_URL = f"http://{HOST}:{SERVING_PORT}"
 
@@ -151,6 +152,7 @@ def urls() -> str:
         password = "(see simple_auth_manager_passwords.json.generated in AIRFLOW_HOME)"
     return "\n".join([
         f"  Airflow UI    {AIRFLOW_URL}   (user admin, password {password})",
+        f"  Model Ops     {MODEL_OPS_URL}   (in the Airflow UI's nav: the model's whole life on one page)",
         f"  MLflow UI     {MLFLOW_URL}",
         f"  API docs      {SERVING_URL}/docs   (bearer tokens: {STATE / 'feedback_token'}, {STATE / 'admin_token'})",
         f"  logs          {STATE / 'logs'}",

@@ -45,6 +45,8 @@ DECISION = "autoretrain.decision"
 MODEL_CARD = "autoretrain.model_card"
 #: hold-out metrics on a version are tagged ``holdout_<metric>`` (accuracy, f1, mcc, ece, fpr)
 HOLDOUT_PREFIX = "holdout_"
+#: their 95 % bootstrap intervals, ``interval_<metric>`` = ``"<low> <high>"`` (written with the model card)
+INTERVAL_PREFIX = "interval_"
 
 # ------------------------------------------------------------------------ artifacts
 #: data frames of a run live at ``<FRAMES_DIR>/<name>.parquet``

@@ -150,6 +150,22 @@ def get_version(client: MlflowClient, name: str, ref: str) -> ModelRef:
     return _ref(mv)
 
 
+def list_versions(client: MlflowClient, name: str) -> list[ModelRef]:
+    """Every version of ``name`` (oldest first) with its aliases; [] when the model does not exist."""
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+        held = client.get_registered_model(name).aliases if versions else {}
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            return []
+        raise
+    by_version: dict[str, list[str]] = {}
+    for alias, version in held.items():  # search results carry no aliases; the registered model has them
+        by_version.setdefault(str(version), []).append(alias)
+    return [dataclasses.replace(_ref(mv), aliases=tuple(sorted(by_version.get(str(mv.version), []))))
+            for mv in sorted(versions, key=lambda v: int(v.version))]
+
+
 def alias_version(client: MlflowClient, name: str, alias: str) -> ModelRef | None:
     """The version holding ``alias``, or None when the alias (or the model) does not exist."""
     try:

@@ -173,3 +173,109 @@ def smtp_receiving() -> Generator[SmtpReceiver, None, None]:
         yield receiver
     finally:
         controller.stop()
+
+
+# ------------------------------------------------------------------------------ the closed loop
+#: the fast training conf of the closed loop (one family, two CV folds)
+FAST = {"families": ["logreg"], "cv_folds": 2}
+
+
+@dataclass
+class ClosedLoop:
+    """What one closed loop left behind: run ids and states, the service's answers, the settings it ran on.
+
+    ``env`` is the loop's AutoRetrain/MLflow environment (for processes started on the same stores);
+    ``http`` talks to the prediction service that served its traffic, still running.
+    """
+
+    model_name: str
+    env: dict[str, str]
+    http: Any
+    quiet: list[dict]
+    before: list[dict]
+    training_run: str
+    training_state: str
+    monitoring_run: str
+    monitoring_states: dict[str, str]
+    retrain_conf: dict
+    retrain_run: str
+    retrain_state: str
+    retrain_states: dict[str, str]
+
+
+def _replay(http: Any, messages: list[tuple[str, str]], token: str) -> list[dict]:
+    import time
+
+    answers = [http.post("/predict", json={"message": text, "user_id": f"u{i}"}).raise_for_status().json()
+               for i, (text, _) in enumerate(messages)]
+    time.sleep(0.5)  # the log writer flushes every 0.2 s
+    for answer, (_, label) in zip(answers, messages, strict=True):
+        http.post("/feedback", json={"request_id": answer["request_id"], "label": label},
+                  headers={"Authorization": f"Bearer {token}"}).raise_for_status()
+    return answers
+
+
+@pytest.fixture(scope="package")
+def closed_loop(airflow_db, mlflow_server, postgres_db) -> Iterator[ClosedLoop]:
+    """The closed loop once for the integration tests that read it (test_closed_loop, test_modelops_ui).
+
+    Real Postgres and mlflow server; the DAGs under ``dag.test()``; the prediction service as a uvicorn
+    process: ``training`` registers v1, held-out SMS then a new campaign (which v1 calls ham) go through
+    ``POST /predict`` with users' labels through ``POST /feedback``, ``monitoring`` measures that window
+    and triggers ``retrain_compare_promote``, which (with monitoring's conf, no canary) promotes v2.
+    The loop's environment is set only while it runs; the service keeps running until the package ends.
+    """
+    import contextlib
+    import sys
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    import httpx
+
+    from autoretrain.config import load_settings
+    from devstack.scenarios import holdout_messages, referral_campaign
+    from tests.conftest import (
+        SESSION_TMP,
+        dag_from_bag,
+        free_port,
+        migrated,
+        retrain_conf_triggered_by,
+        serving_process,
+        task_states,
+    )
+
+    model_name = f"sms-spam-test-{uuid.uuid4().hex[:8]}"
+    token = "closed-loop-feedback-token-" + uuid.uuid4().hex  # strong enough for the service (issue 12)
+    env = {"MLFLOW_TRACKING_URI": mlflow_server.uri, "AUTORETRAIN_MODEL_NAME": model_name,
+           "AUTORETRAIN_DATABASE_URL": migrated(postgres_db("closed_loop")), "AUTORETRAIN_FEEDBACK_TOKEN": token,
+           "AUTORETRAIN_BOOTSTRAP_SAMPLES": "500", "AUTORETRAIN_RELOAD_INTERVAL_SECONDS": "0.5",
+           "AUTORETRAIN_EXPERIMENT_NAME": f"closed-loop-{model_name}"}
+    with contextlib.ExitStack() as service:
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in env.items():
+                mp.setenv(key, value)
+            settings = load_settings()
+            trained = dag_from_bag("training").test(run_conf={**FAST})
+            assert trained.state == "success", task_states(trained)
+            port = free_port()
+            cmd = [sys.executable, "-m", "autoretrain.serving", "--host", "127.0.0.1", "--port", str(port)]
+            service.enter_context(serving_process(cmd, f"http://127.0.0.1:{port}/ready",
+                                                  SESSION_TMP / "closed-loop-service.log"))
+            http = service.enter_context(httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30))
+            start = datetime.now(UTC) - timedelta(minutes=1)  # the DAG measures windows of 36 s or more
+            quiet = _replay(http, holdout_messages(settings)[:150], token)
+            before = _replay(http, referral_campaign(150, 50, seed=11), token)
+            end = datetime.now(UTC) + timedelta(seconds=1)
+            hours = (end - start).total_seconds() / 3600
+            watched = dag_from_bag("monitoring").test(run_conf={"window_end": end.isoformat(), "window_hours": hours,
+                                                                "drift_consecutive_windows": 1})
+            watched_states = task_states(watched)
+            assert watched_states["trigger_retrain"] == "success", watched_states
+            conf = retrain_conf_triggered_by(watched)
+            retrained = dag_from_bag("retrain_compare_promote").test(run_conf={**conf, **FAST, "canary_minutes": 0})
+            loop = ClosedLoop(model_name=model_name, env=env, http=http, quiet=quiet, before=before,
+                              training_run=trained.run_id, training_state=str(trained.state),
+                              monitoring_run=watched.run_id, monitoring_states=watched_states, retrain_conf=conf,
+                              retrain_run=retrained.run_id, retrain_state=str(retrained.state),
+                              retrain_states=task_states(retrained))
+        yield loop

@@ -378,6 +378,8 @@ def test_a_run_may_add_the_approval_gate_but_never_drop_it() -> None:
 def test_approval_and_feedback_settings_are_checked(field: str, value: object, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings(**{field: value})
+
+
 def test_alert_channel_and_deadline_settings_are_checked():
     assert Settings(run_deadlines=("monitoring=30m", "training=2h", "rollback=45s", "maintenance=0")).deadlines() == {
         "monitoring": 1800.0, "training": 7200.0, "rollback": 45.0}

@@ -157,6 +157,6 @@ def test_shape_errors_follows_nested_and_optional_keys() -> None:
     assert shape_errors(loaded, training.LoadedData) == []
     assert shape_errors({**loaded, "feedback_rows": "3"}, training.LoadedData) == [
         "payload.feedback_rows: '3' (str) is not a int"]
-    alias = {"alias": "previous", "version": "2", "reason": "r"}
+    alias = {"alias": "previous", "version": "2", "reason": "r", "rollout": False}
     assert shape_errors(alias, training.AliasAssignment) == [
         "payload.alias: 'previous' is not one of ['champion', 'challenger']"]

@@ -119,6 +119,10 @@ class AirflowAPI:
         content = self._request("GET", path).get("content") or []
         return [item if isinstance(item, str) else json.dumps(item) for item in content]
 
+    def model_ops(self, section: str = "aliases") -> Any:
+        """One section of the Model Ops plugin's data (``/modelops/api/sections/<section>``), logged in."""
+        return self._request("GET", f"/modelops/api/sections/{section}")
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
         """The value a task pushed (JSON), e.g. the dict an operator returned."""
         path = (f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}/xcomEntries/{_q(key)}"

@@ -181,9 +181,14 @@ def gather(settings: Settings, client: MlflowClient, *, registered: RegisteredVe
 def publish(settings: Settings, client: MlflowClient, *, registered: RegisteredVersion, parent_run_id: str,
             metrics: Mapping[str, float], comparison: DecisionRecord | None = None) -> str:
     """Render the card and log it to the version's run, the parent run and the version description."""
-    text = render(gather(settings, client, registered=registered, parent_run_id=parent_run_id, metrics=metrics,
-                         comparison=comparison))
+    card = gather(settings, client, registered=registered, parent_run_id=parent_run_id, metrics=metrics,
+                  comparison=comparison)
+    text = render(card)
     name, version = str(registered["name"]), str(registered["version"])
+    for metric in ("accuracy", "f1", "mcc", "ece", "fpr"):  # the Model Ops page shows them without the card
+        if metric in card.intervals:
+            low, high = card.intervals[metric]
+            client.set_model_version_tag(name, version, f"{lineage.INTERVAL_PREFIX}{metric}", f"{low:.6f} {high:.6f}")
     for run_id in {str(registered["run_id"]), parent_run_id}:
         client.log_text(run_id, text, lineage.MODEL_CARD_FILE)
     cut = f"\n\n... (cut; the full card is {lineage.MODEL_CARD_FILE} in run {registered['run_id']})\n"
