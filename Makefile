@@ -33,8 +33,14 @@ $(STAMP): requirements.lock pyproject.toml tools/airflow_home.py $(MIGRATIONS)
 	$(VENV)/bin/airflow dags reserialize > $(AIRFLOW_HOME)/dags-reserialize.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/dags-reserialize.log; exit 1)
 	@touch $(STAMP)
 
+# test files run on TEST_WORKERS pytest-xdist workers, whole files per worker (--dist loadfile: a module's
+# fixtures, servers and order stay as they are); each worker is its own session (own Airflow DB, mlflow
+# server, tmp folders). Much of an integration test is waiting on servers and task processes, so two
+# workers on 2 cores cut the wall time. TEST_WORKERS=0: one process, as before.
+TEST_WORKERS ?= 2
+
 test: setup  ## every test: unit, DAG integrity, integration (real Postgres, mlflow server, Airflow)
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: setup  ## fast tests only (no servers)
 	$(PY) -m pytest tests/unit tests/dags -q

@@ -233,10 +233,13 @@ def airflow_init(env: dict[str, str]) -> str:
     user = DOTENV["AIRFLOW_ADMIN_USER"]
     create_admin = ["airflow", "users", "create", "--username", user, "--password", password, "--role", "Admin",
                     "--firstname", "Airflow", "--lastname", "Admin", "--email", f"{user}@autoretrain.invalid"]
-    for command in (["airflow", "db", "migrate"], ["autoretrain", "db", "upgrade"], create_admin):
-        done = subprocess.run([str(BIN / command[0]), *command[1:]], env=env, capture_output=True, text=True,
-                              timeout=240)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # the two migrations touch different databases: run them side by side; the user needs Airflow's tables
+    for batch in ([["airflow", "db", "migrate"], ["autoretrain", "db", "upgrade"]], [create_admin]):
+        procs = [subprocess.Popen([str(BIN / command[0]), *command[1:]], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for command in batch]
+        outputs = [(proc, *proc.communicate(timeout=240)) for proc in procs]
+        for proc, out, err in outputs:
+            assert proc.returncode == 0, out[-3000:] + err[-3000:]
     return password
 
 
@@ -317,7 +320,7 @@ def test_training_runs_on_celery_workers_with_the_compose_environment(mlflow_ser
         assert api.dag("training")["is_paused"] is paused  # compose's setting, not airflow.cfg's, is in force
         api.set_paused("training", False)
         run_id = api.trigger("training", conf=CONF, note="celery integration test")
-        run = api.wait_run("training", run_id, timeout=360, on_task=lambda ti: print(
+        run = api.wait_run("training", run_id, timeout=360, poll=0.5, on_task=lambda ti: print(
             f"  {_key(ti)} {ti['state']} on {ti.get('hostname') or '-'}", flush=True))
         print(f"  run finished: {time.monotonic() - started:.0f} s", flush=True)
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from autoretrain.alerts.messages import airflow_run_url, validation_failure_alert
-from tests.conftest import ROOT, dag_from_bag, migrated, task_states
+from tests.conftest import ROOT, SESSION_TMP, dag_from_bag, migrated, task_states
 
 pytestmark = pytest.mark.integration
 
@@ -170,7 +171,12 @@ def test_unreadable_source_names_the_line_and_slack_down_does_not_matter(airflow
     artifacts, db, receiver = env
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_AUTORETRAIN_TEST",
                        json.dumps({"conn_type": "slackwebhook", "password": "http://127.0.0.1:9/services/x"}))
-    bad = tmp_path / "latin1.tsv"
+    # a short path: the message clips a check's detail at 120 characters, and the deeper tmp_path of a
+    # pytest-xdist worker (.../popen-gw1/...) pushed "line 2: ..." past the cut
+    short = SESSION_TMP / f"bad-{uuid.uuid4().hex[:6]}"
+    short.mkdir()
+    monkeypatch.setenv("AUTORETRAIN_DATA_ALLOWED_ROOTS", f"data,{tmp_path},{short}")
+    bad = short / "latin1.tsv"
     bad.write_bytes(b"ham\tfine\nspam\tcaf\xe9 prize\n")
     run = dag_from_bag("dataset_validation").test(run_conf={"data_uri": str(bad)})
     assert run.state == "failed" and task_states(run)["validate"] == "failed"

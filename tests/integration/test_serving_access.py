@@ -131,7 +131,9 @@ def _start_and_wait_for_exit(env: dict[str, str], tmp_path: Path) -> tuple[int, 
     ("AUTORETRAIN_FEEDBACK_TOKEN", "<.env.example>", "is an example value"),
     ("AUTORETRAIN_API_TOKEN", "a", "has 1 characters, fewer than 32"),
     ("AUTORETRAIN_ROUTING_SALT", "autoretrain", "is an example value"),
-    ("AUTORETRAIN_FEEDBACK_TOKEN", ADMIN, "feedback_token and admin_token are the same value"),
+    # a fixed id: the random token in it differed between pytest-xdist workers, which refuse to run then
+    pytest.param("AUTORETRAIN_FEEDBACK_TOKEN", ADMIN, "feedback_token and admin_token are the same value",
+                 id="AUTORETRAIN_FEEDBACK_TOKEN-<ADMIN>-feedback_token and admin_token are the same value"),
 ])
 def test_a_weak_token_stops_the_service_at_start_with_one_line(variable, value, reason, tmp_path):
     if value == "<.env.example>":
