@@ -81,7 +81,7 @@ def counts(stack: cs.ComposeStack) -> dict[str, int]:
               for table in ("runs", "model_versions", "registered_model_aliases")}
     airflow_runs = {"dag_run": int(stack.psql("SELECT count(*) FROM dag_run", "airflow"))}
     ours = {table: int(stack.psql(f"SELECT count(*) FROM {table}"))
-            for table in ("prediction_log", "feedback", "alias_audit", "model_artifacts", "drift_windows")}
+            for table in ("prediction_log", "prediction_feedback", "alias_audit", "model_artifacts", "drift_windows")}
     objects = stack.exec("minio", "python", "-c", S3_OBJECTS).stdout.strip()
     return {**mlflow, **airflow_runs, **ours, "s3_objects": int(objects)}
 
@@ -91,6 +91,26 @@ S3_OBJECTS = ("import boto3; s3 = boto3.client('s3', endpoint_url='http://127.0.
               "aws_secret_access_key='x', region_name='us-east-1'); "
               "pages = s3.get_paginator('list_objects_v2').paginate(Bucket='autoretrain'); "
               "print(sum(p.get('KeyCount', 0) for p in pages))")
+
+
+def champion_in_mlflow(stack: cs.ComposeStack) -> str | None:
+    """The version MLflow's registry holds as champion (over its basic auth), or None if it does not answer."""
+    auth = (stack.env.get("MLFLOW_TRACKING_USERNAME", "autoretrain"), stack.env["MLFLOW_TRACKING_PASSWORD"])
+    try:
+        r = httpx.get(stack.url("MLFLOW_PORT") + "/api/2.0/mlflow/registered-models/alias",
+                      params={"name": MODEL, "alias": "champion"}, auth=auth, timeout=10)
+    except httpx.HTTPError:
+        return None
+    return str(r.json()["model_version"]["version"]) if r.status_code == 200 else None
+
+
+def settled(api: AirflowAPI, timeout: float = 1200) -> None:
+    """Wait until no run of any DAG is queued or running (e.g. a rollout a training handed over)."""
+    def idle() -> bool | None:
+        busy = [r["dag_run_id"] for d in DAGS for r in api.dag_runs(d) if r["state"] in ("queued", "running")]
+        return not busy or None
+
+    eventually(idle, what="every DAG run finished", timeout=timeout, interval=5)
 
 
 class Traffic(threading.Thread):
@@ -121,6 +141,17 @@ class Traffic(threading.Thread):
                     self.failed += 1
                     time.sleep(0.2)
                 time.sleep(0.02)
+
+
+#: SIGKILL to every process of the service in its container (`podman kill` would count as a person's
+#: stop, which the restart policy respects; a crash does not)
+CRASH = ("import os, signal\n"
+         "for pid in [p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()]:\n"
+         "    try:\n"
+         "        if b'autoretrain' in open(f'/proc/{pid}/cmdline', 'rb').read():\n"
+         "            os.kill(int(pid), signal.SIGKILL)\n"
+         "    except OSError:\n"
+         "        pass\n")
 
 
 def logged(stack: cs.ComposeStack, request_ids: list[str]) -> int:
@@ -252,11 +283,12 @@ def test_prediction_restart_loses_no_answered_row(stack: cs.ComposeStack, figure
     prediction = stack.container("prediction")
     results: dict[str, Any] = {}
     for how, action in (("SIGTERM (podman restart)", ["restart", "--time", "45", prediction]),
-                        ("SIGKILL (podman kill, restart policy)", ["kill", prediction])):
+                        ("SIGKILL of the service's processes (a crash: the restart policy brings it back)",
+                         ["exec", prediction, "python", "-c", CRASH])):
         traffic = Traffic(stack, holdout_messages(load_settings())[:200])
         traffic.start()
         eventually(lambda t=traffic: len(t.answered) >= 150 or None, what="traffic before the restart", timeout=60)
-        cs.podman(*action)
+        cs.podman(*action, check=False)  # the crash ends the exec'd process too
         eventually(lambda: champion_answering(stack), what="the service back", timeout=180, interval=1)
         answered_before = len(traffic.answered)
         eventually(lambda t=traffic, n=answered_before: len(t.answered) >= n + 50 or None,
@@ -282,18 +314,9 @@ def test_postgres_restart_every_service_recovers(stack: cs.ComposeStack, figures
     answers = replay(stack, referral_campaign(5, 5, seed=21), offset=5000)
     eventually(lambda: logged(stack, [a["request_id"] for a in answers]) == len(answers) or None,
                what="new predictions logged after the restart", timeout=120, interval=2)
-    # MLflow: the registry answers (basic auth) with the champion
-    auth = (stack.env.get("MLFLOW_TRACKING_USERNAME", "autoretrain"), stack.env["MLFLOW_TRACKING_PASSWORD"])
-
-    def champion_in_mlflow() -> str | None:
-        try:
-            r = httpx.get(stack.url("MLFLOW_PORT") + "/api/2.0/mlflow/registered-models/alias",
-                          params={"name": MODEL, "alias": "champion"}, auth=auth, timeout=10)
-        except httpx.HTTPError:
-            return None
-        return r.json()["model_version"]["version"] if r.status_code == 200 else None
-
-    assert eventually(champion_in_mlflow, what="MLflow's registry", timeout=120, interval=2) == "2"
+    # MLflow: the registry answers (basic auth) with the champion the service answers with
+    assert eventually(lambda: champion_in_mlflow(stack), what="MLflow's registry", timeout=120,
+                      interval=2) == champion_answering(stack)
     # Airflow: a run scheduled, executed on a worker and reported through the Execution API
     quiet_end = datetime.now(UTC) - timedelta(days=30)  # a window without traffic: measures, decides no_action
     run_id = eventually(lambda: api.trigger("monitoring", {"window_end": quiet_end.isoformat(), "window_hours": 1},
@@ -310,7 +333,8 @@ def test_postgres_restart_every_service_recovers(stack: cs.ComposeStack, figures
 
 
 def test_down_and_up_keep_every_model_run_and_row(stack: cs.ComposeStack, figures: dict[str, Any]) -> None:
-    time.sleep(2)
+    settled(airflow(stack))
+    champion = champion_in_mlflow(stack)
     before = counts(stack)
     began = time.monotonic()
     stack.down()
@@ -320,12 +344,15 @@ def test_down_and_up_keep_every_model_run_and_row(stack: cs.ComposeStack, figure
     down_s = round(time.monotonic() - began, 1)
     up_s = stack.up(progress=lambda m: print(m, flush=True))
     after = counts(stack)
-    for key in ("runs", "model_versions", "registered_model_aliases", "prediction_log", "feedback", "alias_audit",
+    for key in ("runs", "model_versions", "registered_model_aliases", "prediction_log", "prediction_feedback",
+                "alias_audit",
                 "model_artifacts", "drift_windows", "s3_objects"):
         assert after[key] == before[key], (key, before, after)
     assert after["dag_run"] >= before["dag_run"], (before, after)
     # the champion's artifacts came back from S3 (the stand-in's volume) and the service serves it
-    assert eventually(lambda: champion_answering(stack), what="the service after up", timeout=180, interval=2) == "2"
+    assert champion_in_mlflow(stack) == champion
+    assert eventually(lambda: champion_answering(stack), what="the service after up", timeout=180,
+                      interval=2) == champion
     figures["down_up"] = {"down_s": down_s, "up_s": up_s, "rows_kept": before}
 
 

@@ -20,7 +20,7 @@ _Loader.add_constructor("!override", lambda loader, node: (
 
 STAND_INS = {"postgres", "postgres-init", "redis", "minio", "minio-init"}
 #: settings of AutoRetrain and Airflow the test sets for its clock and budget (docs/deploy.md)
-TEST_SETTINGS = {"AUTORETRAIN_CANARY_MINUTES", "AUTORETRAIN_CANARY_GRACE_SECONDS", "AUTORETRAIN_CANARY_POKE_SECONDS",
+TEST_SETTINGS = {"AUTORETRAIN_CANARY_MINUTES", "AUTORETRAIN_CANARY_PERCENT", "AUTORETRAIN_CANARY_POKE_SECONDS",
                  "AUTORETRAIN_RELOAD_INTERVAL_SECONDS", "AUTORETRAIN_FAMILIES", "AUTORETRAIN_CV_FOLDS",
                  "AUTORETRAIN_BOOTSTRAP_SAMPLES", "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"}
 
