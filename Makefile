@@ -13,7 +13,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 # no process of AutoRetrain unpickles a model: MLflow's own loaders refuse to (ADR 0007)
 export MLFLOW_ALLOW_PICKLE_DESERIALIZATION := false
 
-.PHONY: setup test test-unit lint demo up down status validate serve bench-training bench-serving bench-drift-quality bench-drift-speed bench-minimum-samples bench-modelops clean help
+.PHONY: setup test test-compose test-unit lint demo up down status validate serve bench-training bench-serving bench-drift-quality bench-drift-speed bench-minimum-samples bench-modelops clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,7 +40,17 @@ $(STAMP): requirements.lock pyproject.toml tools/airflow_home.py $(MIGRATIONS)
 TEST_WORKERS ?= 2
 
 test: setup  ## every test: unit, DAG integrity, integration (real Postgres, mlflow server, Airflow)
-	$(PY) -m pytest tests -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest tests -q -n $(TEST_WORKERS) --dist loadfile --ignore=tests/compose
+
+# podman, not Docker: these machines have no Docker engine (docs/deploy.md, "Verified in containers")
+COMPOSE_APT := podman runc debootstrap catatonit netavark aardvark-dns
+
+test-compose: setup  ## docker-compose.yaml in containers (podman): image, closed loop, faults; figures as one JSON line
+	@command -v podman >/dev/null 2>&1 || (echo "installing $(COMPOSE_APT)" && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(COMPOSE_APT) >/dev/null)
+	$(UV) pip install -q --python $(PY) -r tools/compose/requirements.txt
+	$(PY) -m pytest tests/compose -q -p no:cacheprovider
+	@tail -n 1 .autoretrain/compose/figures.json
 
 test-unit: setup  ## fast tests only (no servers)
 	$(PY) -m pytest tests/unit tests/dags -q

@@ -1,0 +1,75 @@
+"""S3 stand-in for MinIO in `make test-compose`: moto's S3 server, kept on the `minio-data` volume.
+
+moto keeps its buckets in memory. To keep objects over `podman-compose down` / `up`, as MinIO
+keeps them on its volume, this records every request that changes something (moto's own request
+recorder, into ``<data dir>/moto_recording``) and replays those requests at start, before the
+service reports healthy (``<data dir>/.ready``). Reads are not kept: the log holds writes only.
+Runs in the project image: ``python tools/compose/s3_server.py [DATA_DIR]`` (listens on :9000).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DATA = Path(sys.argv[1] if len(sys.argv) > 1 else "/opt/airflow/state")
+RECORDING = DATA / "moto_recording"
+READY = DATA / ".ready"
+WRITES = {"PUT", "POST", "DELETE"}
+os.environ["MOTO_ENABLE_RECORDING"] = "true"  # read when moto is imported
+os.environ["MOTO_RECORDER_FILEPATH"] = str(RECORDING)
+
+import requests  # noqa: E402 - after the recorder's environment
+from moto.moto_api import recorder  # noqa: E402
+from moto.server import ThreadedMotoServer  # noqa: E402
+
+
+def replay(base_url: str) -> int:
+    """Send the recorded writes again, in order; keep only the writes in the log. Returns how many."""
+    if not RECORDING.exists():
+        RECORDING.touch()
+        return 0
+    entries = [json.loads(line) for line in RECORDING.read_text().splitlines() if line.strip()]
+    writes = [entry for entry in entries if entry.get("method") in WRITES]
+    recorder.stop_recording()  # the replay itself is not recorded again
+    with requests.Session() as http:
+        for entry in writes:
+            body = entry.get("body") or b""
+            if entry.get("body_encoded"):
+                body = base64.b64decode(body)
+            url = urlsplit(entry["url"])
+            path = url.path + (f"?{url.query}" if url.query else "")
+            headers = {k: v for k, v in entry["headers"].items() if k.lower() != "transfer-encoding"}
+            http.request(entry["method"], base_url + path, headers=headers, data=body, timeout=60)
+    tmp = RECORDING.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(entry) + "\n" for entry in writes))
+    tmp.replace(RECORDING)
+    recorder.start_recording()
+    return len(writes)
+
+
+def main() -> None:
+    READY.unlink(missing_ok=True)
+    server = ThreadedMotoServer(ip_address="0.0.0.0", port=9000, verbose=False)  # noqa: S104 - inside the compose network
+    server.start()
+    began = time.monotonic()
+    replayed = replay("http://127.0.0.1:9000")
+    READY.touch()
+    print(f"s3 stand-in on :9000, {replayed} recorded writes replayed in {time.monotonic() - began:.1f} s",
+          flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
