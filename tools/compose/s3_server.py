@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 DATA = Path(sys.argv[1] if len(sys.argv) > 1 else "/opt/airflow/state")
@@ -30,13 +31,41 @@ import requests  # noqa: E402 - after the recorder's environment
 from moto.moto_api import recorder  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
+_LOCK = threading.Lock()
+_record = recorder._record_request
+
+
+def _record_writes_one_at_a_time(request: Any, body: Any = None) -> None:
+    """moto's recorder appends from every server thread without a lock (two requests could share a
+    line of the log): one at a time here, and only the requests that change something."""
+    if request.method not in WRITES:
+        return
+    with _LOCK:
+        _record(request, body)
+
+
+recorder._record_request = _record_writes_one_at_a_time  # type: ignore[method-assign]
+
+
+def _entries(text: str) -> list[dict[str, Any]]:
+    """Every JSON object of the log, in order (one per line; a line that holds two is read as two)."""
+    decoder = json.JSONDecoder()
+    entries: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        at = 0
+        while at < len(line.strip()):
+            entry, end = decoder.raw_decode(line, at)
+            entries.append(entry)
+            at = end
+    return entries
+
 
 def replay(base_url: str) -> int:
     """Send the recorded writes again, in order; keep only the writes in the log. Returns how many."""
     if not RECORDING.exists():
         RECORDING.touch()
         return 0
-    entries = [json.loads(line) for line in RECORDING.read_text().splitlines() if line.strip()]
+    entries = _entries(RECORDING.read_text())
     writes = [entry for entry in entries if entry.get("method") in WRITES]
     recorder.stop_recording()  # the replay itself is not recorded again
     with requests.Session() as http:
@@ -57,12 +86,13 @@ def replay(base_url: str) -> int:
 
 def main() -> None:
     READY.unlink(missing_ok=True)
-    server = ThreadedMotoServer(ip_address="0.0.0.0", port=9000, verbose=False)  # noqa: S104 - inside the compose network
+    port = int(os.environ.get("S3_PORT", "9000"))
+    server = ThreadedMotoServer(ip_address=os.environ.get("S3_HOST", "0.0.0.0"), port=port, verbose=False)  # noqa: S104
     server.start()
     began = time.monotonic()
-    replayed = replay("http://127.0.0.1:9000")
+    replayed = replay(f"http://127.0.0.1:{port}")
     READY.touch()
-    print(f"s3 stand-in on :9000, {replayed} recorded writes replayed in {time.monotonic() - began:.1f} s",
+    print(f"s3 stand-in on :{port}, {replayed} recorded writes replayed in {time.monotonic() - began:.1f} s",
           flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
