@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from autoretrain import lineage
 from autoretrain.config import Settings
-from autoretrain.errors import AutoRetrainError
+from autoretrain.errors import AutoRetrainError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,21 @@ def load_frame(client: MlflowClient, run_id: str, name: str) -> pd.DataFrame:
         try:
             path = client.download_artifacts(run_id, f"{lineage.FRAMES_DIR}/{name}.parquet", tmp)
         except MlflowException as err:
+            if _frame_listed(client, run_id, name):  # there, but the read failed: MLflow or S3 for now
+                raise TransientError(f"could not read {lineage.FRAMES_DIR}/{name}.parquet of MLflow run "
+                                     f"{run_id}: {err}") from err
             raise ArtifactMissing(f"MLflow run {run_id} has no {lineage.FRAMES_DIR}/{name}.parquet; "
                                     "did its load/validate task succeed?") from err
         return pd.read_parquet(path)
+
+
+def _frame_listed(client: MlflowClient, run_id: str, name: str) -> bool:
+    """Whether the run lists ``data/<name>.parquet``; True when MLflow cannot even list (a transient fault)."""
+    try:
+        listed = client.list_artifacts(run_id, lineage.FRAMES_DIR)
+    except MlflowException:
+        return True
+    return any(info.path.endswith(f"{name}.parquet") for info in listed)
 
 
 def version_data_digests(client: MlflowClient, name: str) -> set[str]:
