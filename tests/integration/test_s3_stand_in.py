@@ -42,19 +42,29 @@ def test_objects_survive_a_restart_and_the_log_keeps_writes_only(tmp_path: Path)
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda kv: s3.put_object(Bucket="autoretrain", Key=kv[0], Body=kv[1]), bodies.items()))
         s3.delete_object(Bucket="autoretrain", Key="mlflow/0/model.skops")
+        # a multipart upload (MLflow's and boto3's way for big artifacts): the replay gets new upload ids
+        big = os.urandom(6 * 1024 * 1024)
+        started = s3.create_multipart_upload(Bucket="autoretrain", Key="mlflow/big/model.skops")
+        parts = [s3.upload_part(Bucket="autoretrain", Key="mlflow/big/model.skops", PartNumber=n, Body=chunk,
+                                UploadId=started["UploadId"])["ETag"]
+                 for n, chunk in enumerate((big[:5 * 1024 * 1024], big[5 * 1024 * 1024:]), start=1)]
+        s3.complete_multipart_upload(Bucket="autoretrain", Key="mlflow/big/model.skops", UploadId=started["UploadId"],
+                                     MultipartUpload={"Parts": [{"ETag": e, "PartNumber": n}
+                                                                for n, e in enumerate(parts, start=1)]})
+        bodies["mlflow/big/model.skops"] = big
         for _ in range(5):
             s3.list_objects_v2(Bucket="autoretrain")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     methods = [json.loads(line)["method"] for line in (tmp_path / "moto_recording").read_text().splitlines()]
-    assert set(methods) <= {"PUT", "POST", "DELETE"} and len(methods) == 42, methods
+    assert set(methods) <= {"PUT", "POST", "DELETE"} and len(methods) == 46, methods
 
     proc = _start(tmp_path, port)
     try:
         keys = {o["Key"] for o in s3.list_objects_v2(Bucket="autoretrain").get("Contents", [])}
         assert keys == set(bodies) - {"mlflow/0/model.skops"}
-        for key in sorted(keys)[:5]:
+        for key in [*sorted(keys)[:5], "mlflow/big/model.skops"]:
             assert s3.get_object(Bucket="autoretrain", Key=key)["Body"].read() == bodies[key]
     finally:
         proc.terminate()

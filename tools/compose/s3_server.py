@@ -12,13 +12,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 DATA = Path(sys.argv[1] if len(sys.argv) > 1 else "/opt/airflow/state")
 RECORDING = DATA / "moto_recording"
@@ -68,15 +69,26 @@ def replay(base_url: str) -> int:
     entries = _entries(RECORDING.read_text())
     writes = [entry for entry in entries if entry.get("method") in WRITES]
     recorder.stop_recording()  # the replay itself is not recorded again
+    uploads: dict[str, str] = {}  # multipart upload id in the log -> the id this replay got
+    started: dict[str, str] = {}  # object path -> id of the multipart upload just created for it
     with requests.Session() as http:
         for entry in writes:
             body = entry.get("body") or b""
             if entry.get("body_encoded"):
                 body = base64.b64decode(body)
             url = urlsplit(entry["url"])
-            path = url.path + (f"?{url.query}" if url.query else "")
+            query = parse_qsl(url.query, keep_blank_values=True)
+            recorded = dict(query).get("uploadId")
+            if recorded is not None:  # a part, the completion or an abort: the new upload's id
+                uploads.setdefault(recorded, started.get(url.path, recorded))
+                query = [(k, uploads[recorded] if k == "uploadId" else v) for k, v in query]
+            path = url.path + (f"?{urlencode(query)}" if query else "")
             headers = {k: v for k, v in entry["headers"].items() if k.lower() != "transfer-encoding"}
-            http.request(entry["method"], base_url + path, headers=headers, data=body, timeout=60)
+            answer = http.request(entry["method"], base_url + path, headers=headers, data=body, timeout=60)
+            if entry["method"] == "POST" and "uploads" in dict(query):  # CreateMultipartUpload
+                found = re.search(r"<UploadId>([^<]+)</UploadId>", answer.text)
+                if found:
+                    started[url.path] = found.group(1)
     tmp = RECORDING.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(entry) + "\n" for entry in writes))
     tmp.replace(RECORDING)
