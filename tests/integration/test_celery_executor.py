@@ -197,23 +197,6 @@ def services(*, api_port: int, health_port: str, queue: str, workers: Mapping[st
     return stack
 
 
-@contextlib.contextmanager
-def running(stack: list[localstack.Service], state_dir: Path, env: dict[str, str]
-            ) -> Generator[dict[str, int], None, None]:
-    """Start ``stack``, wait until it is up, stop it at the end; print each log's tail on failure."""
-    try:
-        pids = localstack.start(stack, state_dir, env)
-        localstack.wait_healthy(stack, state_dir, timeout=180, progress=lambda m: print(f"  {m}", flush=True))
-        yield pids
-    except BaseException:
-        for service in stack:
-            tail = localstack.tail_of(localstack.log_file(state_dir, service.name), 40)
-            print(f"\n----- {service.name} (last lines) -----\n{tail}")
-        raise
-    finally:
-        localstack.stop(state_dir, timeout=20)
-
-
 def forget_queue(broker_url: str, queue: str) -> None:
     """Delete what Celery left in the shared Redis for this run's queue (its bindings, any message)."""
     import redis
@@ -276,7 +259,7 @@ def compose_stack(*, mlflow_uri: str, s3_endpoint: str, postgres_db: Callable[[s
     stack = services(api_port=api_port, health_port=isolation["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT"],
                      queue=queue, workers=workers)
     try:
-        with running(stack, state_dir, env):
+        with localstack.up(stack, state_dir, env, progress=lambda m: print(f"  {m}", flush=True)):
             print(f"  stack up: {time.monotonic() - started:.0f} s", flush=True)
             api = AirflowAPI(f"http://127.0.0.1:{api_port}", DOTENV["AIRFLOW_ADMIN_USER"], password)
             yield Stack(api=api, queue=queue, workers=workers, state_dir=state_dir, compose_env=translated)

@@ -13,13 +13,12 @@ Time: ~40-60 s on 2 cores (migrate ~10 s, the four processes up and the DAGs par
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -83,23 +82,9 @@ def stack(postgres_db, tmp_path_factory) -> Iterator[Stack]:
             localstack.Service("dag-processor", [airflow, "dag-processor"]),
             localstack.Service("triggerer", [airflow, "triggerer", "--skip-serve-logs"]),
         ]
-        with _running(services, state, env):
+        with localstack.up(services, state, env):
             password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
             yield Stack(AirflowAPI(base_url, "admin", password), base_url, airflow_db, alerts_db, slack, smtp)
-
-
-@contextlib.contextmanager
-def _running(services: list[localstack.Service], state: Path, env: dict[str, str]) -> Generator[None, None, None]:
-    try:
-        localstack.start(services, state, env)
-        localstack.wait_healthy(services, state, timeout=180)
-        yield
-    except BaseException:
-        for service in services:
-            print(f"\n----- {service.name} -----\n{localstack.tail_of(localstack.log_file(state, service.name), 40)}")
-        raise
-    finally:
-        localstack.stop(state, timeout=20)
 
 
 def _rows(url: str) -> list[tuple]:

@@ -124,21 +124,12 @@ def stack(mlflow_server, postgres_db) -> Iterator[Stack]:
         localstack.Service("scheduler", [airflow, "scheduler", "--skip-serve-logs"]),
         localstack.Service("dag-processor", [airflow, "dag-processor"]),
     ]
-    try:
-        localstack.start(services, state_dir, env)
-        localstack.wait_healthy(services, state_dir, timeout=180)
+    with localstack.up(services, state_dir, env):
         api = AirflowAPI(f"http://127.0.0.1:{port}", "admin", password)
         api.wait_for_dags([DAG, "training", "feedback_trigger"], timeout=180)
         api.set_paused(DAG, False)  # Asset-scheduled: unpausing starts nothing by itself
         print(f"\n  stack up in {time.monotonic() - started:.0f} s", flush=True)
         yield Stack(api=api, settings=settings, state_dir=state_dir, versions=versions)
-    except BaseException:
-        for service in services:
-            tail = localstack.tail_of(localstack.log_file(state_dir, service.name), 30)
-            print(f"\n----- {service.name} -----\n{tail}")
-        raise
-    finally:
-        localstack.stop(state_dir, timeout=20)
 
 
 def seed(settings: Settings) -> dict[str, str]:

@@ -14,7 +14,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,6 +170,25 @@ def _name(proc: object) -> str:
         return " ".join(proc.cmdline()[:3])  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - only for a log line
         return "?"
+
+
+@contextmanager
+def up(services: Sequence[Service], state_dir: Path, env: Mapping[str, str], *, timeout: float = 180.0,
+       progress: Callable[[str], None] | None = None) -> Generator[dict[str, int], None, None]:
+    """Start ``services``, wait until they are up, stop them at the end; on failure print each log's tail.
+
+    Yields the pids by name. The tests' one way to run a piece of the stack for a module.
+    """
+    try:
+        pids = start(services, state_dir, env)
+        wait_healthy(services, state_dir, timeout=timeout, progress=progress)
+        yield pids
+    except BaseException:
+        for service in services:
+            print(f"\n----- {service.name} (last lines) -----\n{tail_of(log_file(state_dir, service.name), 40)}")
+        raise
+    finally:
+        stop(state_dir, timeout=20)
 
 
 def tail_of(path: Path, lines: int = 20) -> str:
